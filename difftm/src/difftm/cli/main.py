@@ -1,0 +1,44 @@
+"""The ``difftm`` command: one entry point with subcommands.
+
+Each subcommand lives in its own module under ``difftm.cli`` exposing ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="difftm",
+    help=(
+        "difftm: find molecules in cryo-EM micrographs by 2D template matching (2DTM).\n\n"
+        "Typical workflow: `difftm simulate template` (atomic model -> 3D template), "
+        "`difftm search` (micrograph x template -> SNR/z-score maps), "
+        "`difftm peaks` (maps -> particle table). `difftm demo` runs it all on synthetic data."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
+_COMMAND_MODULES = ("info", "simulate", "fetch", "search", "peaks", "demo")
+
+for _name in _COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"difftm.cli.{_name}")
+    except ModuleNotFoundError as _err:  # a command module not written yet
+        if _err.name != f"difftm.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Run the ``difftm`` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

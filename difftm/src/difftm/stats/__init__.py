@@ -1,0 +1,1 @@
+"""difftm.stats."""
