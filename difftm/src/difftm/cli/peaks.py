@@ -1,0 +1,78 @@
+"""``difftm peaks``: turn a finished search into a particle table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from difftm.cli.errors import user_errors
+
+console = Console(stderr=True)
+
+
+def _peaks(
+    results: Annotated[Path, typer.Argument(help="Output folder of `difftm search`.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Particle table to write (.star); a .csv is written beside it.")],
+    metric: Annotated[str, typer.Option(
+        help="Decision rule: zscore (erfc threshold), snr (erfc threshold on the MIP), "
+             "pvalue (-ln p of SNR and z-score combined), gev (extreme-value fit).")] = "zscore",
+    threshold: Annotated[str, typer.Option(
+        "--threshold", "--cutoff",
+        help="Cutoff of the chosen metric, or 'auto' (erfc/GEV threshold for "
+             "--n-false-positives; -ln p >= 8 for pvalue).")] = "auto",
+    n_false_positives: Annotated[float, typer.Option(
+        help="Expected false positives per micrograph for automatic thresholds.")] = 1.0,
+    min_distance: Annotated[float, typer.Option(
+        help="Suppress peaks closer than this many pixels to a stronger one.")] = 10.0,
+    border: Annotated[int | None, typer.Option(
+        help="Exclude peaks within this many pixels of the edge [template half-box].")] = None,
+    pvalue_region: Annotated[str, typer.Option(
+        help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Pick peaks in the maps of a search and write RELION STAR and CSV particle tables.
+
+    Every candidate gets every metric (SNR, z-score, flat-field SNR, -ln p, local mean and
+    sigma) as columns of the CSV; the STAR file holds the particles called by --metric.
+    """
+    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.star import write_particles_star
+    from difftm.search.particles import call_particles, particles_star_tables
+    from difftm.search.results import load_results
+
+    if threshold.strip().lower() == "auto":
+        cutoff = None
+    else:
+        try:
+            cutoff = float(threshold)
+        except ValueError:
+            raise ValueError(f"--threshold must be 'auto' or a number, got {threshold!r}") from None
+    if pvalue_region not in ("q1", "q3"):
+        raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
+    if not Path(results).is_dir():
+        raise FileNotFoundError(f"{results}: not a search output folder")
+    csv_path = Path(output).with_suffix(".csv")
+    check_writable(output, overwrite)
+    check_writable(csv_path, overwrite)
+    result = load_results(results)
+    table, summary = call_particles(
+        result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
+        min_distance=min_distance, border=border, pvalue_region=pvalue_region)  # type: ignore[arg-type]
+    optics, particles = particles_star_tables(
+        table, result, micrograph_name=str(result.metadata.get("micrograph", "")))
+    write_particles_star(output, particles, optics, overwrite=overwrite)
+    with atomic_output(csv_path, overwrite=overwrite) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    console.print(summary.line())
+    console.print(f"wrote {len(particles)} particles to {output} and all "
+                  f"{len(table)} candidates to {csv_path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``difftm peaks`` to ``app``."""
+    app.command("peaks")(user_errors(_peaks))

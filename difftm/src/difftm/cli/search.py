@@ -1,0 +1,118 @@
+"""``difftm search``: exhaustive 2DTM of one micrograph with one template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from difftm.cli.errors import user_errors
+
+console = Console(stderr=True)
+
+
+def _search(
+    micrograph: Annotated[Path | None, typer.Argument(help="Micrograph MRC file.")] = None,
+    template: Annotated[Path | None, typer.Argument(help="3D template MRC file.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="YAML file with any of the options below (command line wins).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Output folder (maps, bundle, config, checkpoints).")] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Pixel size, Angstrom.")] = None,
+    voltage: Annotated[float | None, typer.Option(help="Voltage, kV [300].")] = None,
+    cs: Annotated[float | None, typer.Option(help="Spherical aberration, mm [2.7].")] = None,
+    amplitude_contrast: Annotated[float | None, typer.Option(
+        help="Amplitude contrast fraction [0.07].")] = None,
+    defocus_u: Annotated[float | None, typer.Option(
+        help="Defocus U, Angstrom, positive = underfocus.")] = None,
+    defocus_v: Annotated[float | None, typer.Option(help="Defocus V, Angstrom [= U].")] = None,
+    defocus_angle: Annotated[float | None, typer.Option(
+        help="Astigmatism angle, degrees [0].")] = None,
+    phase_shift: Annotated[float | None, typer.Option(
+        help="Phase-plate phase shift, degrees [0].")] = None,
+    out_of_plane_step: Annotated[float | None, typer.Option(
+        help="Out-of-plane angular step, degrees [2.5].")] = None,
+    in_plane_step: Annotated[float | None, typer.Option(
+        help="In-plane angular step, degrees [1.5].")] = None,
+    symmetry: Annotated[str | None, typer.Option(
+        help="Template symmetry: C1, Cn, Dn, T, O, I [C1].")] = None,
+    defocus_range: Annotated[float | None, typer.Option(
+        help="Search defocus within +- this, Angstrom [1200].")] = None,
+    defocus_step: Annotated[float | None, typer.Option(
+        help="Defocus step, Angstrom [200].")] = None,
+    highpass: Annotated[float | None, typer.Option(
+        help="High-pass: drop structure larger than this, Angstrom.")] = None,
+    lowpass: Annotated[float | None, typer.Option(
+        help="Low-pass: resolution limit, Angstrom.")] = None,
+    whiten: Annotated[bool | None, typer.Option(
+        "--whiten/--no-whiten", help="Whiten by the micrograph power spectrum [on].")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda or cuda:N [auto].")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Correlations per batch [planned from free memory].")] = None,
+    chunk_batches: Annotated[int | None, typer.Option(
+        help="Batches per checkpointed chunk [about 2% of the search].")] = None,
+    overwrite: Annotated[bool | None, typer.Option(
+        "--overwrite", help="Replace another run's results in the output folder.")] = None,
+) -> None:
+    """Search a micrograph for a template over orientations and defocus planes.
+
+    Writes SNR (MIP), z-score, mean, sigma, flat-field SNR and best-pose maps as MRC, a
+    results.npz bundle and the resolved config.yaml into --output. The run checkpoints as it
+    goes: after a crash, run the same command again to resume. Then call `difftm peaks`.
+    """
+    from difftm.search.config import load_config
+    from difftm.search.engine import SearchPlan, run_search
+
+    overrides = dict(
+        micrograph=micrograph, template=template, output=output, pixel_size=pixel_size,
+        voltage=voltage, cs=cs, amplitude_contrast=amplitude_contrast, defocus_u=defocus_u,
+        defocus_v=defocus_v, defocus_angle=defocus_angle, phase_shift=phase_shift,
+        out_of_plane_step=out_of_plane_step, in_plane_step=in_plane_step, symmetry=symmetry,
+        defocus_range=defocus_range, defocus_step=defocus_step, highpass=highpass,
+        lowpass=lowpass, whiten=whiten, device=device, batch_size=batch_size,
+        chunk_batches=chunk_batches, overwrite=overwrite,
+    )
+    cfg = load_config(config, overrides)
+    for path in (cfg.micrograph, cfg.template):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+
+    progress = Progress(
+        TextColumn("[bold]searching"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"),
+        TimeRemainingColumn(), console=console, transient=False,
+    )
+    task = None
+    state: dict = {}
+
+    def on_plan(plan: SearchPlan) -> None:
+        nonlocal task
+        state["n_def"] = plan.n_defocus
+        console.print(
+            f"{plan.n_orientations:,} orientations x {plan.n_defocus} defocus planes = "
+            f"{plan.n_search:,} correlations of {plan.shape[0]}x{plan.shape[1]} px "
+            f"(template box {plan.box}) on {plan.device}, batch {plan.batch_size}")
+        task = progress.add_task("search", total=plan.n_search, rate="")
+
+    def on_progress(done: int, total: int, seconds: float) -> None:
+        if task is None:
+            return
+        first = state.setdefault("first_done", done)
+        rate_o = max(done - first, 1) / max(seconds, 1e-9) / state["n_def"]
+        progress.update(task, completed=done, rate=f"{rate_o:,.1f} orient/s")
+
+    with progress:
+        result = run_search(cfg, progress=on_progress, on_plan=on_plan)
+    md = result.metadata
+    console.print(
+        f"done: {md['n_search']:,} search positions, max SNR {result.maps['snr'].max():.2f}, "
+        f"max z-score {result.maps['zscore'].max():.2f}; results in {cfg.output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``difftm search`` to ``app``."""
+    app.command("search")(user_errors(_search))

@@ -1,0 +1,55 @@
+"""Atomic writes and the on-disk checkpoint of a running search.
+
+A checkpoint holds the merged accumulator of every finished chunk and the next search index
+to compute. It is written to a temporary file in the output folder, flushed and fsynced,
+then moved over the previous checkpoint with ``os.replace``, so a crash at any moment leaves
+either the old or the new checkpoint, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from difftm.io.atomic import atomic_output
+from difftm.search.accumulator import Accumulator
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def atomic_save(path: Path, writer: Callable[[IO], None]) -> None:
+    """Write ``path`` atomically (replacing it) with ``writer(file_object)``, fsynced."""
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+        writer(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def save_checkpoint(folder: Path, acc: Accumulator, next_index: int, fingerprint: str) -> None:
+    """Atomically save the accumulator state and progress of a search."""
+    arrays = acc.to_numpy()
+    arrays["next_index"] = np.array(next_index, dtype=np.int64)
+    arrays["fingerprint"] = np.array(fingerprint)
+    atomic_save(Path(folder) / CHECKPOINT_NAME, lambda fh: np.savez(fh, **arrays))
+
+
+def load_checkpoint(folder: Path) -> tuple[Accumulator, int, str] | None:
+    """Return ``(accumulator, next_index, fingerprint)`` or None if there is no checkpoint.
+
+    Raises:
+        ValueError: the checkpoint exists but cannot be read.
+    """
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as err:  # corrupt zip, truncated file
+        raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
+    acc = Accumulator.from_numpy(arrays)
+    return acc, int(arrays["next_index"]), str(arrays["fingerprint"])

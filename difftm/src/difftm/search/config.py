@@ -1,0 +1,124 @@
+"""Search configuration: a pydantic model that round-trips to YAML.
+
+Every field can be given in a YAML file (``difftm search --config run.yaml``) and overridden
+on the command line; the resolved configuration is written beside the results as
+``config.yaml``. Units: Angstrom, kV, mm, degrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class SearchConfig(BaseModel):
+    """Everything that defines one 2DTM search of one micrograph with one template."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    micrograph: Path = Field(description="Micrograph MRC file.")
+    template: Path = Field(description="3D template MRC (potential), same pixel size.")
+    output: Path = Field(description="Output folder for maps, tables and checkpoints.")
+    pixel_size: float = Field(gt=0, description="Pixel size in Angstrom.")
+    voltage: float = Field(300.0, gt=0, description="Acceleration voltage in kV.")
+    cs: float = Field(2.7, ge=0, description="Spherical aberration in mm.")
+    amplitude_contrast: float = Field(0.07, ge=0, lt=1, description="Amplitude contrast.")
+    defocus_u: float = Field(description="Defocus U in Angstrom (positive = underfocus).")
+    defocus_v: float | None = Field(None, description="Defocus V in Angstrom (default: U).")
+    defocus_angle: float = Field(0.0, description="Astigmatism angle in degrees.")
+    phase_shift: float = Field(0.0, description="Phase-plate phase shift in degrees.")
+    out_of_plane_step: float = Field(2.5, gt=0, le=90, description="Out-of-plane step, deg.")
+    in_plane_step: float = Field(1.5, gt=0, le=180, description="In-plane step, degrees.")
+    symmetry: str = Field("C1", description="Template point-group symmetry (Cn, Dn, T, O, I).")
+    defocus_range: float = Field(1200.0, ge=0, description="Search defocus +- this, Angstrom.")
+    defocus_step: float = Field(200.0, gt=0, description="Defocus step in Angstrom.")
+    highpass: float | None = Field(None, gt=0, description="High-pass cutoff (Angstrom).")
+    lowpass: float | None = Field(None, gt=0, description="Low-pass resolution limit (A).")
+    whiten: bool = Field(True, description="Whiten image and templates by the image spectrum.")
+    outlier_sigma: float = Field(5.0, gt=0, description="Clamp pixels beyond this many sd.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Correlations per batch (default: planned from free memory).")
+    chunk_batches: int | None = Field(
+        None, ge=1, description="Batches per checkpointed chunk (default: ~2% of the search).")
+    projector_oversampling: int = Field(2, ge=1, le=4, description="Fourier-slice padding.")
+    overwrite: bool = Field(False, description="Replace another run's results in --output.")
+
+    @field_validator("symmetry")
+    @classmethod
+    def _symmetry_upper(cls, v: str) -> str:
+        return v.strip().upper()
+
+    @field_validator("device")
+    @classmethod
+    def _device_ok(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
+
+    @property
+    def defocus_v_resolved(self) -> float:
+        """Defocus V, defaulting to defocus U (no astigmatism)."""
+        return self.defocus_u if self.defocus_v is None else self.defocus_v
+
+    def defocus_offsets(self) -> list[float]:
+        """Defocus offsets searched, Angstrom, symmetric about 0 (0 alone if range is 0)."""
+        n = int(round(self.defocus_range / self.defocus_step + 1e-9))
+        return [i * self.defocus_step for i in range(-n, n + 1)]
+
+    def fingerprint(self) -> str:
+        """Hash of every field that changes the result (not output, device, batching)."""
+        skip = {"output", "device", "batch_size", "chunk_batches", "overwrite"}
+        data = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
+        for key in ("micrograph", "template"):
+            path = Path(data[key])
+            data[key + "_sha256"] = _file_digest(path) if path.exists() else None
+            data[key] = path.name
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        """The configuration as YAML text (paths as strings)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> SearchConfig:
+    """Merge a YAML file (optional) with command-line overrides (None values ignored).
+
+    Raises:
+        ValueError: one line naming the file or the field that is wrong.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: configuration file not found")
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err.__class__.__name__})") from err
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of option names to values")
+        data.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return SearchConfig(**data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "configuration"
+        where = f"{path}: " if path is not None else ""
+        raise ValueError(f"{where}{loc.replace('_', '-')}: {first['msg']}") from err

@@ -1,0 +1,292 @@
+"""The exhaustive 2DTM search: plan, correlate in batches, checkpoint chunks, finalise.
+
+The search positions are the flat indices ``p = orientation * n_defocus + plane`` of the
+orientation grid times the defocus planes. They are processed in batches (planned from free
+memory) grouped into chunks; after every chunk the merged accumulator is checkpointed
+atomically, so ``kill -9`` loses at most one chunk and the same command resumes. Chunk
+boundaries fall on batch boundaries and batches are fixed by the batch size, so a resumed
+run is bit-identical to an uninterrupted one; other batch sizes agree to float tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from difftm.geometry.euler import euler_to_matrix
+from difftm.geometry.grids import orientation_grid
+from difftm.search.accumulator import Accumulator
+from difftm.search.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from difftm.search.config import SearchConfig
+from difftm.search.device import plan_batch_size, resolve_device
+from difftm.search.preprocess import prepare_micrograph, template_filter
+from difftm.search.results import BUNDLE_NAME, MAP_NAMES, SearchResult, load_results
+
+#: Files a search owns in its output folder (others are never touched).
+OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml") + tuple(
+    f"{n}.mrc" for n in MAP_NAMES)
+
+ProgressCallback = Callable[[int, int, float], None]
+
+
+class SearchInterrupted(RuntimeError):
+    """Raised when a search stops early on purpose (tests simulate crashes with it)."""
+
+
+@dataclass
+class SearchPlan:
+    """What a search will do, for display before it starts."""
+
+    n_orientations: int
+    n_defocus: int
+    batch_size: int
+    chunk_size: int
+    device: torch.device
+    box: int
+    shape: tuple[int, int]
+
+    @property
+    def n_search(self) -> int:
+        """Search positions per pixel."""
+        return self.n_orientations * self.n_defocus
+
+
+def _load_inputs(cfg: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
+    from difftm.io.mrc import read_mrc
+
+    mic = read_mrc(cfg.micrograph)
+    tpl = read_mrc(cfg.template)
+    if mic.data.ndim != 2:
+        raise ValueError(f"{cfg.micrograph}: expected a 2D micrograph, got shape {mic.data.shape}")
+    if tpl.data.ndim != 3 or len(set(tpl.data.shape)) != 1:
+        raise ValueError(f"{cfg.template}: expected a cubic 3D template, got {tpl.data.shape}")
+    for path, img in ((cfg.micrograph, mic), (cfg.template, tpl)):
+        if not np.isfinite(img.data).all():
+            raise ValueError(f"{path}: contains NaN or infinite values")
+        if img.pixel_size_calibrated and abs(img.pixel_size - cfg.pixel_size) > 0.005 * max(
+            img.pixel_size, cfg.pixel_size
+        ):
+            raise ValueError(
+                f"{path}: pixel size {img.pixel_size:.4g} A in the header does not match "
+                f"--pixel-size {cfg.pixel_size:.4g} A (resample the file or fix the header)")
+    if tpl.data.shape[0] > min(mic.data.shape):
+        raise ValueError(
+            f"{cfg.micrograph}: micrograph {mic.data.shape[0]}x{mic.data.shape[1]} px is smaller "
+            f"than the template box {tpl.data.shape[0]} px")
+    return mic.data, tpl.data
+
+
+def prepare_output(cfg: SearchConfig, fingerprint: str) -> None:
+    """Create the output folder or check that it holds this run (or nothing of ours).
+
+    Raises:
+        FileExistsError: the folder holds another run's results and ``overwrite`` is off.
+    """
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    theirs = _folder_fingerprint(out)
+    if theirs is not None and theirs != fingerprint:
+        if not cfg.overwrite:
+            raise FileExistsError(
+                f"{out}: holds the results of another search (different inputs or settings); "
+                "choose another --output or pass --overwrite")
+        for name in OWNED_FILES:
+            (out / name).unlink(missing_ok=True)
+
+
+def _folder_fingerprint(out: Path) -> str | None:
+    bundle = out / BUNDLE_NAME
+    if bundle.exists():
+        try:
+            return str(load_results(out).metadata.get("fingerprint"))
+        except ValueError:
+            return "unreadable"
+    state = load_checkpoint(out) if (out / CHECKPOINT_NAME).exists() else None
+    if state is not None:
+        return state[2]
+    if any((out / n).exists() for n in OWNED_FILES):
+        return "unknown"
+    return None
+
+
+def run_search(
+    cfg: SearchConfig,
+    progress: ProgressCallback | None = None,
+    stop_after_chunks: int | None = None,
+    on_plan: Callable[[SearchPlan], None] | None = None,
+) -> SearchResult:
+    """Run (or resume, or just reload) the search described by ``cfg``.
+
+    Args:
+        cfg: the validated configuration.
+        progress: called as ``progress(done, total, seconds_elapsed)`` after every batch.
+        stop_after_chunks: raise :class:`SearchInterrupted` after this many new chunks
+            (tests use it to simulate a crash between checkpoints).
+        on_plan: called once with the :class:`SearchPlan` before correlating.
+
+    Returns:
+        The finished :class:`SearchResult` (also written to ``cfg.output``).
+    """
+    fingerprint = cfg.fingerprint()
+    prepare_output(cfg, fingerprint)
+    out = Path(cfg.output)
+    if (out / BUNDLE_NAME).exists():
+        return load_results(out)  # finished earlier with the same fingerprint
+    image, volume = _load_inputs(cfg)
+    device = resolve_device(cfg.device)
+    angles = orientation_grid(cfg.out_of_plane_step, cfg.in_plane_step, cfg.symmetry)
+    if angles.shape[0] == 0:
+        raise ValueError("the orientation grid is empty: check the steps and symmetry")
+    offsets = torch.tensor(cfg.defocus_offsets(), dtype=torch.float64)
+    correlator = build_correlator(cfg, image, volume, angles, offsets, device)
+    n_search = correlator.n_search
+    box = correlator.box
+    batch = cfg.batch_size or plan_batch_size(correlator.shape, box, device)
+    chunk_batches = cfg.chunk_batches or max(1, math.ceil(n_search / batch / 50))
+    chunk = batch * chunk_batches
+    plan = SearchPlan(int(angles.shape[0]), int(offsets.numel()), batch, chunk, device, box,
+                      correlator.shape)
+    if on_plan is not None:
+        on_plan(plan)
+    (out / "config.yaml").write_text(cfg.to_yaml())
+
+    state = load_checkpoint(out)
+    if state is not None and state[2] == fingerprint:
+        acc, start, _ = state
+        acc = acc.to(device)
+    else:
+        acc, start = Accumulator.empty(correlator.shape, device), 0
+    t0 = time.perf_counter()
+    chunks_done = 0
+    all_indices = torch.arange(n_search, dtype=torch.int64)
+    with torch.inference_mode():
+        pos = start
+        while pos < n_search:
+            chunk_end = min(n_search, pos + chunk)
+            for b0 in range(pos, chunk_end, batch):
+                idx = all_indices[b0 : min(chunk_end, b0 + batch)]
+                acc.update(correlator.correlate(idx), idx.to(device))
+                if progress is not None:
+                    progress(min(chunk_end, b0 + batch), n_search, time.perf_counter() - t0)
+            pos = chunk_end
+            save_checkpoint(out, acc, pos, fingerprint)
+            chunks_done += 1
+            stop = stop_after_chunks is not None and chunks_done >= stop_after_chunks
+            if stop and pos < n_search:
+                raise SearchInterrupted(f"stopped after {chunks_done} chunks at index {pos}")
+    elapsed = time.perf_counter() - t0
+    result = finalize(acc, cfg, angles, offsets, box, fingerprint,
+                      timings={"seconds": elapsed, "resumed_from": start,
+                               "batch_size": batch, "device": str(device)})
+    result.save(out)
+    (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+    return result
+
+
+def build_correlator(
+    cfg: SearchConfig,
+    image: np.ndarray,
+    volume: np.ndarray,
+    angles: torch.Tensor,
+    offsets: torch.Tensor,
+    device: torch.device,
+):
+    """Prepare the micrograph, projector and filters of a search (see :class:`Correlator`)."""
+    from difftm.fourier.projector import FourierSliceProjector
+    from difftm.search.correlate import Correlator
+
+    prepared = prepare_micrograph(image, cfg.pixel_size, device=device,
+                                  outlier_sigma=cfg.outlier_sigma, whiten=cfg.whiten)
+    vol = torch.as_tensor(volume, dtype=torch.float32, device=device)
+    projector = FourierSliceProjector(vol, oversampling=cfg.projector_oversampling,
+                                      device=device)
+    filt = template_filter(prepared, vol.shape[0], cfg.highpass, cfg.lowpass)
+    rotations = euler_to_matrix(angles.to(torch.float64)).to(torch.float32)
+    ctf_params = dict(
+        defocus_angle=cfg.defocus_angle, voltage_kv=cfg.voltage, cs_mm=cfg.cs,
+        amplitude_contrast=cfg.amplitude_contrast, phase_shift_deg=cfg.phase_shift,
+    )
+    return Correlator(prepared, projector, rotations, offsets, filt, ctf_params,
+                      cfg.defocus_u, cfg.defocus_v_resolved)
+
+
+def finalize(
+    acc: Accumulator,
+    cfg: SearchConfig,
+    angles: torch.Tensor,
+    offsets: torch.Tensor,
+    box: int,
+    fingerprint: str,
+    timings: dict | None = None,
+) -> SearchResult:
+    """Turn an accumulator into SNR, flat-field SNR, mean, sigma, z-score and pose maps."""
+    n_def = int(offsets.numel())
+    mean, sigma = acc.mean_sigma()
+    best = acc.best.double()
+    h, w = acc.shape
+    lo, hi = box // 2, box - 1 - box // 2
+    valid = torch.zeros((h, w), dtype=torch.bool, device=best.device)
+    valid[lo : h - hi, lo : w - hi] = True
+    n_valid = int(valid.sum())
+    g_mean = float(acc.total[valid].sum() / (acc.count * n_valid))
+    g_var = float(acc.total_sq[valid].sum() / (acc.count * n_valid)) - g_mean**2
+    g_sd = math.sqrt(max(g_var, 1e-30))
+    zscore = (best - mean) / sigma.clamp_min(1e-12)
+    idx = acc.best_index.clamp_min(0).cpu()
+    orient = torch.div(idx, n_def, rounding_mode="floor")
+    plane = idx - orient * n_def
+    eul = angles.to(torch.float64)[orient]
+    maps_t = {
+        "snr": best,
+        "snr_flatfield": (best - g_mean) / g_sd,
+        "zscore": zscore,
+        "mean": mean,
+        "sigma": sigma,
+        "rot": eul[..., 0],
+        "tilt": eul[..., 1],
+        "psi": eul[..., 2],
+        "defocus_offset": offsets.to(torch.float64)[plane],
+    }
+    valid_cpu = valid.cpu()
+    maps = {}
+    for name, m in maps_t.items():
+        m = m.cpu().to(torch.float64)
+        maps[name] = torch.where(valid_cpu, m, torch.zeros_like(m)).numpy().astype(np.float32)
+    best_index = torch.where(valid_cpu, acc.best_index.cpu(), -1).numpy()
+    metadata = {
+        "pixel_size": cfg.pixel_size,
+        "n_search": acc.count,
+        "n_orientations": int(angles.shape[0]),
+        "n_defocus": n_def,
+        "defocus_offsets": [float(x) for x in offsets],
+        "box": box,
+        "border_low": lo,
+        "border_high": hi,
+        "valid_pixels": n_valid,
+        "global_mean": g_mean,
+        "global_sd": g_sd,
+        "defocus_u": cfg.defocus_u,
+        "defocus_v": cfg.defocus_v_resolved,
+        "defocus_angle": cfg.defocus_angle,
+        "voltage": cfg.voltage,
+        "cs": cfg.cs,
+        "amplitude_contrast": cfg.amplitude_contrast,
+        "symmetry": cfg.symmetry,
+        "out_of_plane_step": cfg.out_of_plane_step,
+        "in_plane_step": cfg.in_plane_step,
+        "micrograph": str(cfg.micrograph),
+        "template": str(cfg.template),
+        "fingerprint": fingerprint,
+        "timings": timings or {},
+    }
+    json.dumps(metadata)  # fail early if something is not serialisable
+    return SearchResult(maps=maps, best_index=best_index, metadata=metadata)

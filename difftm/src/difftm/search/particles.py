@@ -1,0 +1,150 @@
+"""From search maps to a particle table: candidates, every metric, and the decision.
+
+Candidates are the local maxima of the score map (z-score by default; the SNR map for the
+``snr`` metric) after greedy suppression within ``min_distance`` pixels and outside a border
+(the template half-box by default). For every candidate the table carries all metrics:
+2DTM SNR, flat-field SNR, z-score, local mean and sigma, -ln p of the 2DTM p-value (fitted
+on all candidates, region q1 or q3) and the decisions of the erfc, GEV and p-value rules.
+The chosen metric's decision selects the rows written as particles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from difftm.search.results import SearchResult
+
+Metric = Literal["zscore", "snr", "pvalue", "gev"]
+METRICS: tuple[str, ...] = ("zscore", "snr", "pvalue", "gev")
+
+
+@dataclass
+class CallSummary:
+    """How particles were called on one micrograph."""
+
+    metric: str
+    cutoff: float
+    n_candidates: int
+    n_called: dict[str, int] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One summary line: chosen metric, cutoff, number called under each metric."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.n_called.items())
+        return (f"metric {self.metric}, cutoff {self.cutoff:.3f}; candidates "
+                f"{self.n_candidates}; called: {counts}")
+
+
+def call_particles(
+    result: SearchResult,
+    metric: Metric = "zscore",
+    cutoff: float | None = None,
+    n_false_positives: float = 1.0,
+    min_distance: float = 10.0,
+    border: int | None = None,
+    pvalue_region: Literal["q1", "q3"] = "q1",
+    pvalue_cutoff: float = 8.0,
+) -> tuple[pd.DataFrame, CallSummary]:
+    """Pick candidates, score them with every metric and call particles with one.
+
+    Args:
+        result: a finished search.
+        metric: which decision selects the particles.
+        cutoff: threshold of the chosen metric (None: the erfc threshold for z-score and
+            SNR, the GEV threshold for gev, ``pvalue_cutoff`` for pvalue).
+        n_false_positives: expected false positives per micrograph for automatic cutoffs.
+        min_distance: suppression radius in pixels.
+        border: pixels excluded at the edges (None: the template half-box).
+        pvalue_region: region of the p-value (q1: both positive; q3: either positive).
+        pvalue_cutoff: default -ln p cutoff.
+
+    Returns:
+        ``(table, summary)``: a plain-named table of all candidates with a boolean column
+        ``called`` and one ``called_<metric>`` column per metric, sorted by descending score.
+    """
+    from difftm.stats.gev import fit_gev, gev_threshold
+    from difftm.stats.peaks import pick_peaks
+    from difftm.stats.pvalue import neg_log_pvalue
+    from difftm.stats.threshold import erfc_threshold
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    md = result.metadata
+    maps = result.maps
+    if border is None:
+        border = int(md["border_low"])
+    valid = result.valid_mask()
+    n_pix = int(md["valid_pixels"])
+    n_search = int(md["n_search"])
+    t_erfc = erfc_threshold(n_pix, n_search, n_false_positives)
+    score_name = "snr" if metric == "snr" else "zscore"
+    score = np.where(valid, maps[score_name], np.nan)
+    yx = pick_peaks(score, -np.inf, min_distance=min_distance, border=border)
+    y, x = yx[:, 0].astype(int), yx[:, 1].astype(int)
+    table = pd.DataFrame({"y": y, "x": x})
+    for name in ("snr", "snr_flatfield", "zscore", "mean", "sigma", "rot", "tilt", "psi",
+                 "defocus_offset"):
+        table[name] = maps[name][y, x].astype(np.float64)
+    px = float(md["pixel_size"])
+    table["x_angstrom"] = table["x"] * px
+    table["y_angstrom"] = table["y"] * px
+    table["defocus_u"] = md["defocus_u"] + table["defocus_offset"]
+    table["defocus_v"] = md["defocus_v"] + table["defocus_offset"]
+    table["defocus_angle"] = md["defocus_angle"]
+
+    noise = maps["zscore"][valid]
+    fit = fit_gev(noise)
+    t_gev = gev_threshold(fit, n_pix, n_false_positives)
+    if len(table) >= 3:
+        table["neg_log_p"] = neg_log_pvalue(table["zscore"].to_numpy(), table["snr"].to_numpy(),
+                                          region=pvalue_region)
+    else:
+        table["neg_log_p"] = np.nan
+    thresholds = {"zscore": t_erfc, "snr": t_erfc, "gev": t_gev, "pvalue": pvalue_cutoff}
+    if cutoff is not None:
+        thresholds[metric] = float(cutoff)
+    table["called_zscore"] = table["zscore"] >= thresholds["zscore"]
+    table["called_snr"] = table["snr"] >= thresholds["snr"]
+    table["called_gev"] = table["zscore"] >= thresholds["gev"]
+    table["called_pvalue"] = table["neg_log_p"] >= thresholds["pvalue"]
+    table["called"] = table[f"called_{metric}"]
+    summary = CallSummary(
+        metric=metric,
+        cutoff=thresholds[metric],
+        n_candidates=len(table),
+        n_called={m: int(table[f"called_{m}"].sum()) for m in METRICS},
+        thresholds=thresholds,
+    )
+    return table, summary
+
+
+def particles_star_tables(
+    table: pd.DataFrame, result: SearchResult, micrograph_name: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RELION optics and particles tables for the called rows of ``table``."""
+    from difftm.io.star import make_optics_table, make_particles_table
+
+    md = result.metadata
+    called = table[table["called"]]
+    optics = make_optics_table(
+        pixel_size=md["pixel_size"], voltage_kv=md["voltage"], cs_mm=md["cs"],
+        amplitude_contrast=md["amplitude_contrast"])
+    cols = {
+        "x": called["x"].to_numpy(), "y": called["y"].to_numpy(),
+        "rot": called["rot"].to_numpy(), "tilt": called["tilt"].to_numpy(),
+        "psi": called["psi"].to_numpy(),
+        "defocus_u": called["defocus_u"].to_numpy(), "defocus_v": called["defocus_v"].to_numpy(),
+        "defocus_angle": called["defocus_angle"].to_numpy(),
+        "snr": called["snr"].to_numpy(), "zscore": called["zscore"].to_numpy(),
+        "mean": called["mean"].to_numpy(), "sigma": called["sigma"].to_numpy(),
+        "neg_log_p": called["neg_log_p"].to_numpy(),
+        "defocus_offset": called["defocus_offset"].to_numpy(),
+        "difftmSNRFlatField": called["snr_flatfield"].to_numpy(),
+    }
+    particles = make_particles_table(cols, micrograph_name=micrograph_name,
+                                     pixel_size=md["pixel_size"], figure_of_merit="zscore")
+    return optics, particles

@@ -1,0 +1,91 @@
+"""Finished search results: the maps, their files, and loading them back.
+
+Files written into the output folder (all maps float32 MRC with the micrograph pixel size):
+``snr.mrc`` (the MIP, 2DTM SNR in noise-sigma units), ``snr_flatfield.mrc`` (the MIP after
+cisTEM's global flat-field: (MIP - global mean) / global sd), ``mean.mrc``, ``sigma.mrc``
+(standard deviation, not variance), ``zscore.mrc`` ((MIP - mean) / sigma),
+``rot.mrc``/``tilt.mrc``/``psi.mrc`` (RELION Euler angles of the best pose, degrees),
+``defocus_offset.mrc`` (Angstrom, relative to the micrograph defocus), ``results.npz`` (one
+bundle with all maps, the best search index and metadata) and ``config.yaml``.
+Pixels whose template would leave the micrograph (within ``border`` of the edge) are set to
+0 in the maps and excluded from statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from difftm.search.checkpoint import atomic_save
+
+MAP_NAMES = ("snr", "snr_flatfield", "zscore", "mean", "sigma", "rot", "tilt", "psi",
+             "defocus_offset")
+BUNDLE_NAME = "results.npz"
+
+
+@dataclass
+class SearchResult:
+    """Maps and metadata of one finished search.
+
+    Attributes:
+        maps: name -> (H, W) float32 array (see module docstring for names).
+        best_index: (H, W) int64 flat search index of the best pose.
+        metadata: pixel_size, n_search, n_orientations, n_defocus, border, valid_pixels,
+            defocus_u/v/angle, voltage, cs, amplitude_contrast, fingerprint, timings...
+    """
+
+    maps: dict[str, np.ndarray]
+    best_index: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Map shape (H, W)."""
+        return tuple(self.maps["snr"].shape)  # type: ignore[return-value]
+
+    def valid_mask(self) -> np.ndarray:
+        """(H, W) bool: pixels where the whole template lies inside the micrograph."""
+        h, w = self.shape
+        b0, b1 = self.metadata["border_low"], self.metadata["border_high"]
+        mask = np.zeros((h, w), dtype=bool)
+        mask[b0 : h - b1, b0 : w - b1] = True
+        return mask
+
+    def save(self, folder: Path) -> None:
+        """Write the bundle and one MRC per map into ``folder`` (atomic per file)."""
+        from difftm.io.mrc import write_mrc
+
+        folder = Path(folder)
+        px = float(self.metadata["pixel_size"])
+        for name, arr in self.maps.items():
+            write_mrc(folder / f"{name}.mrc", arr.astype(np.float32), px, overwrite=True)
+        payload = {f"map_{k}": v for k, v in self.maps.items()}
+        payload["best_index"] = self.best_index
+        payload["metadata"] = np.array(json.dumps(self.metadata))
+        atomic_save(folder / BUNDLE_NAME, lambda fh: np.savez_compressed(fh, **payload))
+
+
+def load_results(folder: Path) -> SearchResult:
+    """Load a finished search from its output folder.
+
+    Raises:
+        FileNotFoundError: no ``results.npz`` (the search did not finish).
+        ValueError: the bundle is unreadable.
+    """
+    path = Path(folder) / BUNDLE_NAME
+    if not path.exists():
+        hint = " (a checkpoint exists: run the same search command again to finish it)" if (
+            Path(folder) / "checkpoint.npz").exists() else ""
+        raise FileNotFoundError(f"{path}: no search results here{hint}")
+    try:
+        with np.load(path) as data:
+            maps = {k[4:]: data[k] for k in data.files if k.startswith("map_")}
+            best_index = data["best_index"]
+            metadata = json.loads(str(data["metadata"]))
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable results bundle ({err})") from err
+    return SearchResult(maps=maps, best_index=best_index, metadata=metadata)

@@ -1,0 +1,56 @@
+"""The search accumulator: merging order, tie-breaks, float64 statistics."""
+
+import numpy as np
+import torch
+
+from difftm.search.accumulator import Accumulator
+
+
+def _maps(n: int, shape=(6, 7), seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((n, *shape), generator=g)
+
+
+def test_update_matches_numpy_statistics():
+    cc = _maps(20)
+    acc = Accumulator.empty((6, 7))
+    for s in range(0, 20, 6):
+        acc.update(cc[s : s + 6], torch.arange(s, min(20, s + 6)))
+    ref = cc.numpy().astype(np.float64)
+    np.testing.assert_array_equal(acc.best.numpy(), cc.max(0).values.numpy())
+    np.testing.assert_array_equal(acc.best_index.numpy(), cc.argmax(0).numpy())
+    mean, sigma = acc.mean_sigma()
+    np.testing.assert_allclose(mean.numpy(), ref.mean(0), atol=1e-6)
+    np.testing.assert_allclose(sigma.numpy(), ref.std(0), atol=1e-6)
+    assert acc.count == 20
+
+
+def test_merge_is_order_independent_and_ties_take_smallest_index():
+    cc = _maps(12)
+    cc[7] = cc[3]  # exact tie between search positions 3 and 7
+    cc[3] += 10.0
+    cc[7] += 10.0
+    parts = []
+    for s in range(0, 12, 4):
+        a = Accumulator.empty((6, 7))
+        a.update(cc[s : s + 4], torch.arange(s, s + 4))
+        parts.append(a)
+    fwd = Accumulator.empty((6, 7))
+    for p in parts:
+        fwd.merge(p)
+    rev = Accumulator.empty((6, 7))
+    for p in reversed(parts):
+        rev.merge(p)
+    np.testing.assert_array_equal(fwd.best.numpy(), rev.best.numpy())
+    np.testing.assert_array_equal(fwd.best_index.numpy(), rev.best_index.numpy())
+    assert (fwd.best_index.numpy() == 3).all()
+    np.testing.assert_allclose(fwd.total.numpy(), rev.total.numpy(), rtol=1e-12)
+
+
+def test_numpy_round_trip():
+    acc = Accumulator.empty((3, 4))
+    acc.update(_maps(5, (3, 4)), torch.arange(5))
+    back = Accumulator.from_numpy(acc.to_numpy())
+    for name in ("best", "best_index", "total", "total_sq"):
+        assert torch.equal(getattr(acc, name), getattr(back, name))
+    assert back.count == 5

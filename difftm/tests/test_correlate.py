@@ -1,0 +1,75 @@
+"""Correlation core: position convention, normalisation, noise statistics."""
+
+import numpy as np
+import pytest
+import torch
+
+from difftm.search.config import SearchConfig
+from difftm.search.engine import build_correlator
+
+from search_helpers import blob_volume, white_noise
+
+
+def _correlator(image, volume, tmp_path, steps=(30.0, 30.0), offsets=(0.0,), whiten=True):
+    from difftm.geometry.grids import orientation_grid
+
+    cfg = SearchConfig(micrograph=tmp_path / "m.mrc", template=tmp_path / "t.mrc",
+                       output=tmp_path / "out", pixel_size=2.0, defocus_u=8000.0,
+                       whiten=whiten)
+    angles = orientation_grid(*steps)
+    return build_correlator(cfg, image, volume, angles,
+                            torch.tensor(offsets, dtype=torch.float64), torch.device("cpu"))
+
+
+def test_cc_matches_brute_force_correlation_with_centre_convention(tmp_path):
+    h, w, d = 40, 46, 12
+    image = white_noise((h, w), seed=3)
+    vol = blob_volume(d, seed=1)
+    corr = _correlator(image, vol, tmp_path, whiten=False)
+    t = torch.as_tensor(np.random.default_rng(5).standard_normal((1, d, d)), dtype=torch.float32)
+    cc = corr.correlate_templates(t)[0].double().numpy()
+    # the image as the correlator sees it (prepared, unit variance), undoing the phase ramp
+    prepared = np.fft.irfft2(
+        (corr.image.to(torch.complex128).numpy()
+         * np.exp(2j * np.pi * (np.fft.fftfreq(h)[:, None] * (d // 2)
+                                + np.fft.rfftfreq(w)[None, :] * (d // 2)))), s=(h, w))
+    c = d // 2
+    tt = t[0].double().numpy()
+    ref = np.zeros((h, w))
+    for py in range(h):
+        for px in range(w):
+            rows = (py + np.arange(d) - c) % h
+            cols = (px + np.arange(d) - c) % w
+            ref[py, px] = (tt * prepared[np.ix_(rows, cols)]).sum()
+    np.testing.assert_allclose(cc, ref, atol=1e-3)
+
+
+def test_template_is_normalised_and_found_at_its_centre(tmp_path):
+    h, w, d = 96, 110, 24
+    vol = blob_volume(d, seed=2)
+    corr = _correlator(white_noise((h, w), seed=4), vol, tmp_path)
+    idx = torch.tensor([5])
+    t = corr.templates(idx)[0].double().numpy()
+    n = h * w
+    assert abs((t**2).sum() - t.sum() ** 2 / n - 1.0) < 1e-5
+    # plant the template into an otherwise empty image: the peak sits at the centre pixel
+    image = np.zeros((h, w), dtype=np.float32)
+    y0, x0 = 40, 61
+    image[y0 - d // 2 : y0 - d // 2 + d, x0 - d // 2 : x0 - d // 2 + d] = t
+    corr2 = _correlator(image, vol, tmp_path, whiten=False)
+    cc = corr2.correlate(idx)[0].numpy()
+    assert np.unravel_index(np.argmax(cc), cc.shape) == (y0, x0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_only_correlations_have_zero_mean_unit_sd(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    h, w, d = 256, 256, 32
+    # coloured noise: whitening must still give unit-variance correlations
+    white = rng.standard_normal((h, w))
+    k = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None, :] ** 2)
+    image = np.fft.irfft2(np.fft.rfft2(white) / (0.05 + k), s=(h, w)).astype(np.float32)
+    corr = _correlator(image, blob_volume(d, seed=seed), tmp_path, steps=(20.0, 20.0))
+    cc = corr.correlate(torch.arange(0, 40)).double().numpy()
+    assert abs(cc.mean()) < 0.02
+    assert abs(cc.std() - 1.0) < 0.02

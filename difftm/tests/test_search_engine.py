@@ -1,0 +1,137 @@
+"""The search engine end to end on small planted images: recovery, invariance, resume, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from difftm.geometry.grids import orientation_grid
+from difftm.search.config import SearchConfig
+from difftm.search.engine import SearchInterrupted, build_correlator, run_search
+from difftm.search.results import load_results
+
+from search_helpers import blob_volume, plant, white_noise, write_inputs
+
+PX = 2.0
+STEPS = (30.0, 30.0)
+PLANTS = [((40, 50), 37), ((90, 100), 301), ((60, 140), 480)]  # (y, x), search index
+
+
+def _planted(tmp_path, seed=0, shape=(128, 176), box=24, amplitude=9.0):
+    vol = blob_volume(box, seed=11)
+    cfg = SearchConfig(micrograph=tmp_path / "x.mrc", template=tmp_path / "y.mrc",
+                       output=tmp_path / "o", pixel_size=PX, defocus_u=9000.0,
+                       defocus_range=0, whiten=False)
+    angles = orientation_grid(*STEPS)
+    corr = build_correlator(cfg, np.zeros(shape, np.float32) + white_noise(shape, 99), vol,
+                            angles, torch.zeros(1, dtype=torch.float64), torch.device("cpu"))
+    image = white_noise(shape, seed)
+    for (y, x), idx in PLANTS:
+        t = corr.templates(torch.tensor([idx]))[0].numpy()
+        plant(image, t, y, x, amplitude)
+    return image, vol, angles
+
+
+def _config(tmp_path, mic, tpl, out="out", **kw):
+    base = dict(micrograph=mic, template=tpl, output=tmp_path / out, pixel_size=PX,
+                defocus_u=9000.0, defocus_range=0.0, out_of_plane_step=STEPS[0],
+                in_plane_step=STEPS[1], whiten=False, device="cpu")
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_planted_templates_are_found_at_their_centres_and_poses(tmp_path):
+    image, vol, angles = _planted(tmp_path)
+    mic, tpl = write_inputs(tmp_path, image, vol, PX)
+    res = run_search(_config(tmp_path, mic, tpl, batch_size=7))
+    snr = res.maps["snr"]
+    for (y, x), idx in PLANTS:
+        win = snr[y - 2 : y + 3, x - 2 : x + 3]
+        assert np.unravel_index(np.argmax(win), win.shape) == (2, 2)
+        assert res.best_index[y, x] == idx
+        assert snr[y, x] > 7.0
+        np.testing.assert_allclose(
+            [res.maps["rot"][y, x], res.maps["tilt"][y, x], res.maps["psi"][y, x]],
+            angles[idx].numpy(), atol=1e-3)
+    # noise elsewhere: z-scores of the planted peaks stand far out
+    z = res.maps["zscore"]
+    assert all(z[y, x] > 6 for (y, x), _ in PLANTS)
+    assert res.metadata["n_search"] == angles.shape[0]
+
+
+def test_results_do_not_depend_on_batch_size_or_chunking_and_resume_is_exact(tmp_path):
+    image, vol, _ = _planted(tmp_path, seed=1)
+    mic, tpl = write_inputs(tmp_path, image, vol, PX)
+    one = run_search(_config(tmp_path, mic, tpl, "b1", batch_size=1, chunk_batches=10_000))
+    many = run_search(_config(tmp_path, mic, tpl, "b16", batch_size=16, chunk_batches=3))
+    np.testing.assert_array_equal(one.best_index, many.best_index)
+    for name in ("snr", "zscore", "mean", "sigma"):
+        np.testing.assert_allclose(one.maps[name], many.maps[name], atol=2e-5)
+    # crash after 2 chunks, then resume with the same command: identical to uninterrupted
+    cfg = _config(tmp_path, mic, tpl, "crash", batch_size=16, chunk_batches=3)
+    with pytest.raises(SearchInterrupted):
+        run_search(cfg, stop_after_chunks=2)
+    assert (tmp_path / "crash" / "checkpoint.npz").exists()
+    resumed = run_search(cfg)
+    assert resumed.metadata["timings"]["resumed_from"] == 2 * 3 * 16
+    for name in many.maps:
+        np.testing.assert_array_equal(resumed.maps[name], many.maps[name])
+    np.testing.assert_array_equal(resumed.best_index, many.best_index)
+    assert not (tmp_path / "crash" / "checkpoint.npz").exists()
+    again = load_results(tmp_path / "crash")
+    np.testing.assert_array_equal(again.maps["snr"], many.maps["snr"])
+
+
+def test_defocus_planes_and_flatfield_maps(tmp_path):
+    image, vol, _ = _planted(tmp_path, seed=2)
+    mic, tpl = write_inputs(tmp_path, image, vol, PX)
+    res = run_search(_config(tmp_path, mic, tpl, defocus_range=400.0, defocus_step=200.0,
+                             batch_size=8))
+    assert res.metadata["n_defocus"] == 5
+    assert res.metadata["n_search"] == 5 * res.metadata["n_orientations"]
+    offsets = set(np.unique(res.maps["defocus_offset"][res.valid_mask()]).tolist())
+    assert offsets <= {-400.0, -200.0, 0.0, 200.0, 400.0}
+    v = res.valid_mask()
+    assert abs(res.metadata["global_sd"] - 1.0) < 0.05
+    np.testing.assert_allclose(
+        res.maps["snr_flatfield"][v],
+        (res.maps["snr"][v] - res.metadata["global_mean"]) / res.metadata["global_sd"],
+        rtol=1e-4, atol=1e-4)
+    assert (res.maps["sigma"][v] > 0).all()
+
+
+def test_bad_inputs_get_one_clear_error(tmp_path):
+    vol = blob_volume(24)
+    small = white_noise((20, 20), 0)
+    mic, tpl = write_inputs(tmp_path, small, vol, PX)
+    with pytest.raises(ValueError, match="smaller than the template"):
+        run_search(_config(tmp_path, mic, tpl, "e1"))
+    img = white_noise((64, 64), 0)
+    img[3, 3] = np.nan
+    mic, tpl = write_inputs(tmp_path, img, vol, PX)
+    with pytest.raises(ValueError, match="NaN"):
+        run_search(_config(tmp_path, mic, tpl, "e2"))
+    mic, tpl = write_inputs(tmp_path, white_noise((64, 64), 0), vol, PX)
+    with pytest.raises(ValueError, match="pixel size"):
+        run_search(_config(tmp_path, mic, tpl, "e3", pixel_size=3.0))
+
+
+def test_output_folder_of_another_run_is_refused_unless_overwrite(tmp_path):
+    image, vol, _ = _planted(tmp_path, seed=3)
+    mic, tpl = write_inputs(tmp_path, image, vol, PX)
+    run_search(_config(tmp_path, mic, tpl, "same", batch_size=16))
+    with pytest.raises(FileExistsError, match="another search"):
+        run_search(_config(tmp_path, mic, tpl, "same", in_plane_step=45.0))
+    res = run_search(_config(tmp_path, mic, tpl, "same", in_plane_step=45.0, overwrite=True))
+    assert res.metadata["in_plane_step"] == 45.0
+
+
+def test_empty_orientation_grid_is_an_error(tmp_path, monkeypatch):
+    import difftm.search.engine as engine
+
+    monkeypatch.setattr(engine, "orientation_grid",
+                        lambda *a, **k: torch.zeros((0, 3), dtype=torch.float64))
+    mic, tpl = write_inputs(tmp_path, white_noise((64, 64), 0), blob_volume(24), PX)
+    with pytest.raises(ValueError, match="orientation grid is empty"):
+        run_search(_config(tmp_path, mic, tpl, "empty"))
