@@ -77,3 +77,14 @@ def normalise_residue_name(name: str) -> str:
     if key not in _RESNAME_MAP:
         raise ValueError(f"unknown residue name {name!r} (expected A/C/G/U or ADE/CYT/GUA/URA)")
     return _RESNAME_MAP[key]
+
+_SUGAR_PHOSPHATE = (
+    "P", "OP1", "OP2", "OP3", "O5'", "C5'", "H5'", "H5''", "C4'", "H4'", "O4'", "C3'", "H3'",
+    "O3'", "C2'", "H2'", "O2'", "HO2'", "C1'", "H1'", "HO3'", "HO5'", "H5T", "H3T",
+)
+_BASE_ATOMS = (
+    "N1", "C2", "N2", "N3", "C4", "N4", "C5", "C6", "N6", "N7", "C8", "N9", "O2", "O4", "O6",
+    "H1", "H2", "H3", "H5", "H6", "H8", "H21", "H22", "H41", "H42", "H61", "H62",
+)
+#: Every atom name accepted in a shift file (RNA sugar-phosphate and base atoms).
+RNA_ATOMS: frozenset[str] = frozenset(_SUGAR_PHOSPHATE + _BASE_ATOMS)
