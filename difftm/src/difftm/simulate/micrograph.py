@@ -1,0 +1,428 @@
+"""Synthetic micrographs with known particles (ground truth for testing 2DTM).
+
+Image-formation model (weak-phase approximation, one scattering event, no inelastic loss):
+
+1. Poses: orientations drawn uniformly (Haar measure) on SO(3) from random unit quaternions,
+   reported as RELION ZYZ Euler angles; particle centres drawn uniformly at integer pixels
+   at least ``D//2`` from the edges (the whole template box lies inside the image) and at
+   least ``min_separation`` pixels apart (default: the template's diameter, see
+   :func:`template_diameter`).
+2. Projected potential: ``Vp(x, y) = sum_z V(A^T (x, y, z)) * pixel_size`` (V*A), a real-space
+   projection of the rotated template (trilinear interpolation), see :func:`project_volume`.
+   Real-space projection is deliberately a different route from the search's Fourier-slice
+   projector, so that a search is not tested against its own approximations.
+3. Phase ``phi = sigma_e * Vp`` (``sigma_e``: interaction constant, rad/(V*A)).
+4. Image contrast ``c = 2 * (phi convolved with the CTF point-spread function)`` with the CTF of
+   :func:`difftm.physics.ctf.ctf_2d` (``CTF = -(sqrt(1-A^2) sin chi + A cos chi)``), applied
+   per particle with its own defocus on a box padded by the CTF delocalisation distance (so
+   the delocalised fringes are kept, not wrapped around), then added into the image. Positive
+   potential at underfocus gives dark particles (``c < 0``).
+5. Expected counts per pixel ``N0 * (1 + c)`` with ``N0 = fluence * pixel_size^2``; counts are
+   drawn from a Poisson distribution (seeded torch generator, deterministic for a seed).
+6. Optional real background (``background``: e.g. a real micrograph): resized to the image
+   shape (centre crop, or mirror tiling when smaller), normalised to zero mean and unit
+   variance, and added as ``background_scale * sqrt(N0) * b(x, y)``: a texture (ice, carbon,
+   Thon rings, detector pattern) whose standard deviation is ``background_scale`` times the
+   shot-noise level. The total noise variance is then ``N0 * (1 + background_scale^2)`` and
+   the mean stays ``N0``. The particle contrast is added on top of it (it does not modulate
+   the background), which is adequate for texture that is itself mostly noise.
+
+The output image is in counts (electrons per pixel, float32), indexed [y, x].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from difftm.geometry.euler import euler_to_matrix, matrix_to_euler
+from difftm.physics.ctf import ctf_2d
+from difftm.physics.electron import electron_wavelength, interaction_constant
+
+__all__ = [
+    "SimulatedMicrograph",
+    "TRUTH_COLUMNS",
+    "prepare_background",
+    "project_volume",
+    "random_orientations",
+    "simulate_micrograph",
+    "template_diameter",
+]
+
+TRUTH_COLUMNS = ("x", "y", "rot", "tilt", "psi", "defocus_u", "defocus_v", "defocus_angle")
+"""Columns of :attr:`SimulatedMicrograph.truth` (pixels, degrees, Angstrom)."""
+
+
+@dataclass
+class SimulatedMicrograph:
+    """A synthetic micrograph and what was put into it.
+
+    Attributes:
+        image: counts per pixel, float32 [y, x] (shot noise and background included).
+        truth: one row per particle: ``x``, ``y`` (pixel of the particle centre), ``rot``,
+            ``tilt``, ``psi`` (RELION Euler, degrees), ``defocus_u``, ``defocus_v`` (A,
+            positive underfocus), ``defocus_angle`` (degrees).
+        params: every simulation parameter and derived quantity (``mean_counts`` = N0,
+            ``sigma_e``, ``padded_box``, ...), JSON-serialisable.
+        noiseless: expected counts ``N0 * (1 + c)`` without shot noise or background,
+            float32 [y, x].
+    """
+
+    image: np.ndarray
+    truth: pd.DataFrame
+    params: dict = field(default_factory=dict)
+    noiseless: np.ndarray | None = None
+
+
+def random_orientations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniformly random rotations (Haar measure on SO(3)) as RELION Euler angles.
+
+    Args:
+        n: number of rotations.
+        rng: numpy random generator (the only source of randomness).
+
+    Returns:
+        ``(n, 3)`` float64 array of ``(rot, tilt, psi)`` in degrees.
+    """
+    q = rng.standard_normal((n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)  # uniform on S^3 -> Haar on SO(3)
+    w, x, y, z = q.T
+    R = np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+    return matrix_to_euler(torch.from_numpy(R)).numpy()
+
+
+def project_volume(
+    volume: torch.Tensor, rotations: torch.Tensor, chunk: int = 32
+) -> torch.Tensor:
+    """Real-space projections ``P(x, y) = sum_z V(A^T (x, y, z))`` (one voxel per z step).
+
+    The volume's centre is voxel ``D//2`` on each axis and the projection's centre is pixel
+    ``(D//2, D//2)``; values outside the box are zero; trilinear interpolation. Memory is
+    bounded by rotating ``chunk`` z-planes at a time.
+
+    Args:
+        volume: ``(D, D, D)`` real tensor indexed [z, y, x].
+        rotations: ``(B, 3, 3)`` or ``(3, 3)`` RELION matrices ``A`` (see
+            :mod:`difftm.geometry.euler`).
+        chunk: z-planes sampled per step.
+
+    Returns:
+        ``(B, D, D)`` (or ``(D, D)``) projections, sum over voxels (multiply by the pixel size
+        for a line integral), dtype and device of ``volume``.
+    """
+    if volume.dim() != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"volume must be a cube (D, D, D), got {tuple(volume.shape)}")
+    single = rotations.dim() == 2
+    rots = rotations.reshape(-1, 3, 3).to(device=volume.device, dtype=volume.dtype)
+    d = volume.shape[0]
+    c = float(d // 2)
+    axis = torch.arange(d, device=volume.device, dtype=volume.dtype) - c
+    vol = volume[None, None]
+    scale = 2.0 / (d - 1) if d > 1 else 1.0
+    out = torch.zeros((rots.shape[0], d, d), device=volume.device, dtype=volume.dtype)
+    for b, A in enumerate(rots):
+        for z0 in range(0, d, chunk):
+            zz, yy, xx = torch.meshgrid(axis[z0 : z0 + chunk], axis, axis, indexing="ij")
+            r = torch.stack([xx, yy, zz], -1)  # output-frame (x, y, z) relative to centre
+            s = r @ A  # rows: (A^T r)^T = r^T A
+            grid = (s + c) * scale - 1.0  # voxel index -> [-1, 1] (align_corners=True)
+            sampled = F.grid_sample(
+                vol, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True
+            )
+            out[b] += sampled[0, 0].sum(0)
+    return out[0] if single else out
+
+
+def template_diameter(template: torch.Tensor, threshold: float = 0.05) -> float:
+    """Diameter (pixels) of the template's support: twice the largest distance from the box
+    centre of a voxel above ``threshold`` times the maximum, plus one voxel.
+
+    Args:
+        template: ``(D, D, D)`` potential.
+        threshold: fraction of the maximum that counts as "inside".
+
+    Returns:
+        Diameter in pixels, at most ``D``.
+    """
+    d = template.shape[0]
+    t = template.detach().to(torch.float32)
+    peak = float(t.max())
+    if peak <= 0:
+        return float(d)
+    idx = torch.nonzero(t > threshold * peak).to(torch.float32) - float(d // 2)
+    radius = float(idx.norm(dim=1).max()) if len(idx) else 0.0
+    return min(float(d), 2.0 * radius + 1.0)
+
+
+def prepare_background(background: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a background image to ``shape`` and normalise it to zero mean, unit variance.
+
+    Larger images are centre-cropped; smaller ones are extended by mirror tiling (no seams).
+
+    Args:
+        background: 2D array (e.g. a real micrograph), [y, x].
+        shape: target ``(H, W)``.
+
+    Returns:
+        float64 ``(H, W)`` array with mean 0 and standard deviation 1.
+    """
+    b = np.asarray(background, dtype=np.float64)
+    if b.ndim != 2:
+        raise ValueError(f"background must be a 2D image, got shape {b.shape}")
+    if not np.isfinite(b).all():
+        raise ValueError("background has NaN or infinite values")
+    h, w = shape
+    while b.shape[0] < h or b.shape[1] < w:
+        pad_y = min(max(h - b.shape[0], 0), b.shape[0])
+        pad_x = min(max(w - b.shape[1], 0), b.shape[1])
+        b = np.pad(b, ((0, pad_y), (0, pad_x)), mode="symmetric")
+    y0 = (b.shape[0] - h) // 2
+    x0 = (b.shape[1] - w) // 2
+    b = b[y0 : y0 + h, x0 : x0 + w]
+    std = b.std()
+    if not std > 0:
+        raise ValueError("background is constant; it has no texture to add")
+    return (b - b.mean()) / std
+
+
+def _padded_size(n: int) -> int:
+    try:
+        from difftm.fourier.padding import next_fast_size
+    except ImportError:  # padding helpers not available: an even, 16-aligned size
+        return n + (-n) % 16
+    return int(next_fast_size(n))
+
+
+def _delocalisation_px(
+    defocus_max: float, pixel_size: float, voltage_kv: float, cs_mm: float
+) -> int:
+    """CTF delocalisation distance at Nyquist, in pixels: lambda*df*k + Cs*lambda^3*k^3."""
+    lam = electron_wavelength(voltage_kv)
+    k = 0.5 / pixel_size
+    dist = lam * abs(defocus_max) * k + cs_mm * 1e7 * lam**3 * k**3
+    return int(math.ceil(dist / pixel_size))
+
+
+def _place_centres(
+    n: int,
+    shape: tuple[int, int],
+    box: int,
+    min_separation: float,
+    rng: np.random.Generator,
+    max_tries: int = 200,
+) -> np.ndarray:
+    """Random integer centres (x, y), box inside the image, pairwise >= min_separation."""
+    h, w = shape
+    lo = box // 2
+    hi_y, hi_x = h - box + box // 2, w - box + box // 2
+    centres: list[tuple[int, int]] = []
+    attempts = 0
+    while len(centres) < n:
+        attempts += 1
+        if attempts > max_tries * max(n, 1):
+            raise ValueError(
+                f"could only place {len(centres)} of {n} particles {min_separation:.0f} px apart "
+                f"in a {h} x {w} image; use fewer particles, a larger image or a smaller "
+                "minimum separation"
+            )
+        x = int(rng.integers(lo, hi_x + 1))
+        y = int(rng.integers(lo, hi_y + 1))
+        if all((x - cx) ** 2 + (y - cy) ** 2 >= min_separation**2 for cx, cy in centres):
+            centres.append((x, y))
+    return np.asarray(centres, dtype=np.int64).reshape(-1, 2)
+
+
+def _check_inputs(template, pixel_size, shape, n_particles, fluence, defocus_spread):
+    if not isinstance(template, torch.Tensor):
+        template = torch.as_tensor(np.asarray(template))
+    if template.dim() != 3 or len(set(template.shape)) != 1:
+        raise ValueError(f"template must be a cubic volume (D, D, D), got {tuple(template.shape)}")
+    if not torch.isfinite(template).all():
+        raise ValueError("template has NaN or infinite values")
+    if not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel size must be positive, got {pixel_size}")
+    d = template.shape[0]
+    h, w = (int(s) for s in shape)
+    if h < d or w < d:
+        raise ValueError(f"micrograph shape {h} x {w} is smaller than the template box {d}")
+    if n_particles < 0:
+        raise ValueError(f"number of particles must be >= 0, got {n_particles}")
+    if not (math.isfinite(fluence) and fluence > 0):
+        raise ValueError(f"fluence must be positive (e-/A^2), got {fluence}")
+    if defocus_spread < 0:
+        raise ValueError(f"defocus spread must be >= 0 A, got {defocus_spread}")
+    return template, (h, w)
+
+
+def simulate_micrograph(
+    template: torch.Tensor,
+    pixel_size: float,
+    shape: tuple[int, int],
+    n_particles: int,
+    defocus: float,
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    fluence: float = 40.0,
+    defocus_spread: float = 0.0,
+    astigmatism: float = 0.0,
+    astigmatism_angle: float = 0.0,
+    background: np.ndarray | None = None,
+    background_scale: float = 1.0,
+    seed: int = 0,
+    min_separation: float | None = None,
+    shot_noise: bool = True,
+    device: torch.device | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulatedMicrograph:
+    """Simulate a micrograph holding ``n_particles`` copies of ``template`` (model above).
+
+    Args:
+        template: ``(D, D, D)`` scattering potential in Volts, centre at voxel ``D//2``.
+        pixel_size: Angstrom per pixel (of both the template and the micrograph).
+        shape: micrograph ``(H, W)`` in pixels (each at least ``D``).
+        n_particles: number of particles to place.
+        defocus: mean defocus in A (positive = underfocus).
+        voltage_kv: accelerating voltage, kV.
+        cs_mm: spherical aberration, mm.
+        amplitude_contrast: amplitude contrast fraction.
+        fluence: electrons per A^2 (total exposure).
+        defocus_spread: standard deviation (A) of per-particle defocus offsets (particles at
+            different heights in the ice).
+        astigmatism: ``defocus_u - defocus_v`` in A (same for all particles).
+        astigmatism_angle: direction of ``defocus_u``, degrees from x towards y.
+        background: optional real image used as background texture (any size).
+        background_scale: texture standard deviation in units of the shot noise
+            ``sqrt(N0)``.
+        seed: random seed; the same seed gives the same image and truth.
+        min_separation: minimum distance between particle centres in pixels (default: the
+            template diameter from :func:`template_diameter`).
+        shot_noise: draw Poisson counts (False: ``image`` = expected counts + background).
+        device: torch device for the computation (default: the template's).
+        progress: called as ``progress(done, total)`` after each particle.
+
+    Returns:
+        :class:`SimulatedMicrograph` (image in counts, truth table, parameters, noiseless).
+
+    Raises:
+        ValueError: impossible parameters (one line), e.g. an image smaller than the
+            template, a non-positive pixel size, or too many particles to place.
+    """
+    template, (h, w) = _check_inputs(
+        template, pixel_size, shape, n_particles, fluence, defocus_spread
+    )
+    device = torch.device(device) if device is not None else template.device
+    vol = template.to(device=device, dtype=torch.float32)
+    d = vol.shape[0]
+    rng = np.random.default_rng(seed)
+
+    diameter = template_diameter(vol)
+    separation = float(diameter if min_separation is None else min_separation)
+    centres = _place_centres(n_particles, (h, w), d, separation, rng)
+    angles = random_orientations(n_particles, rng)
+    offsets = rng.normal(0.0, defocus_spread, n_particles) if defocus_spread > 0 else np.zeros(
+        n_particles
+    )
+    df = defocus + offsets
+    truth = pd.DataFrame(
+        {
+            "x": centres[:, 0],
+            "y": centres[:, 1],
+            "rot": angles[:, 0],
+            "tilt": angles[:, 1],
+            "psi": angles[:, 2],
+            "defocus_u": df + 0.5 * astigmatism,
+            "defocus_v": df - 0.5 * astigmatism,
+            "defocus_angle": np.full(n_particles, float(astigmatism_angle)),
+        },
+        columns=list(TRUTH_COLUMNS),
+    )
+
+    sigma_e = interaction_constant(voltage_kv)
+    max_df = float(np.abs(truth[["defocus_u", "defocus_v"]].to_numpy()).max()) if n_particles else 0
+    deloc = _delocalisation_px(max_df, pixel_size, voltage_kv, cs_mm)
+    padded = _padded_size(max(2 * d, d + 2 * deloc))
+    contrast = torch.zeros((h, w), device=device, dtype=torch.float32)
+    rotations = euler_to_matrix(torch.from_numpy(angles)).to(torch.float32)
+    lo = padded // 2 - d // 2
+    for i in range(n_particles):
+        phase = project_volume(vol, rotations[i]) * (pixel_size * sigma_e)
+        box = torch.zeros((padded, padded), device=device, dtype=torch.float32)
+        box[lo : lo + d, lo : lo + d] = phase  # centre D//2 -> padded//2
+        ctf = ctf_2d(
+            (padded, padded), pixel_size, float(truth.defocus_u[i]), float(truth.defocus_v[i]),
+            float(truth.defocus_angle[i]), voltage_kv, cs_mm, amplitude_contrast, device=device,
+        )
+        particle = 2.0 * torch.fft.irfft2(torch.fft.rfft2(box) * ctf, s=(padded, padded))
+        _add_box(contrast, particle, int(truth.x[i]), int(truth.y[i]))
+        if progress is not None:
+            progress(i + 1, n_particles)
+
+    mean_counts = fluence * pixel_size**2
+    expected = mean_counts * (1.0 + contrast)
+    if shot_noise:
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        image = torch.poisson(expected.clamp_min(0.0), generator=gen)
+    else:
+        image = expected.clone()
+    image_np = image.cpu().numpy().astype(np.float32)
+    if background is not None:
+        texture = prepare_background(background, (h, w))
+        image_np = (image_np + background_scale * math.sqrt(mean_counts) * texture).astype(
+            np.float32
+        )
+    params = {
+        "pixel_size": float(pixel_size),
+        "shape": [h, w],
+        "n_particles": int(n_particles),
+        "defocus": float(defocus),
+        "defocus_spread": float(defocus_spread),
+        "astigmatism": float(astigmatism),
+        "astigmatism_angle": float(astigmatism_angle),
+        "voltage_kv": float(voltage_kv),
+        "cs_mm": float(cs_mm),
+        "amplitude_contrast": float(amplitude_contrast),
+        "fluence": float(fluence),
+        "mean_counts": float(mean_counts),
+        "sigma_e": float(sigma_e),
+        "template_box": int(d),
+        "template_diameter_px": float(diameter),
+        "min_separation_px": separation,
+        "padded_box": int(padded),
+        "shot_noise": bool(shot_noise),
+        "background": background is not None,
+        "background_scale": float(background_scale) if background is not None else 0.0,
+        "seed": int(seed),
+        "model": "weak-phase, real-space projection, per-particle CTF, Poisson counts",
+    }
+    return SimulatedMicrograph(
+        image=image_np,
+        truth=truth,
+        params=params,
+        noiseless=expected.cpu().numpy().astype(np.float32),
+    )
+
+
+def _add_box(image: torch.Tensor, box: torch.Tensor, x: int, y: int) -> None:
+    """Add ``box`` (centre at ``P//2``) into ``image`` with its centre at pixel (x, y)."""
+    p = box.shape[0]
+    h, w = image.shape
+    y0, x0 = y - p // 2, x - p // 2
+    iy0, ix0 = max(y0, 0), max(x0, 0)
+    iy1, ix1 = min(y0 + p, h), min(x0 + p, w)
+    if iy1 <= iy0 or ix1 <= ix0:
+        return
+    image[iy0:iy1, ix0:ix1] += box[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
