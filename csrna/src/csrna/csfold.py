@@ -1,0 +1,260 @@
+"""CS-Fold: RNA secondary structure from chemical shifts.
+
+Pipeline (Zhang & Frank, J Phys Chem B 2019):
+
+1. per-residue table of the 19 shifts for every residue present in the shift file; missing
+   shifts imputed by MICE-PMM against the training population (:mod:`csrna.impute`, median of
+   m = 5 imputations as published);
+2. 71 features per residue and the ensemble P(unpaired) (:mod:`csrna.classifier`);
+3. six candidates: MFE, MEA and ProbKnot, each with and without the pseudo-energies
+   1.8 ln(P + 1) - 0.6 kcal/mol (:mod:`csrna.folding`);
+4. selection: the candidate whose paired/unpaired state agrees with the classifier
+   (P > 0.6 means unpaired) on the largest fraction of residues with a prediction; ties go to
+   the lowest free energy without restraints.
+
+Modes: ``published`` is the method above. ``tuned`` changes only the selection, after the
+leave-one-out benchmark (docs/CSFOLD.md): the consistency is weighted by the classifier's
+confidence |P - 0.6| instead of counted 0/1, and ties between restrained and unrestrained
+candidates go to the restrained one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from csrna.classifier import Ensemble, load_ensemble, load_reference
+from csrna.features import neighbour_table, raw_features
+from csrna.folding import (
+    PUBLISHED_INTERCEPT,
+    PUBLISHED_SLOPE,
+    Candidate,
+    fold_candidates,
+)
+from csrna.impute import impute_with_reference
+from csrna.io import clean_sequence, pair_table
+from csrna.nuclei import NUCLEI, RNA_ATOMS
+
+UNPAIRED_THRESHOLD = 0.6
+MODES = ("published", "tuned")
+
+
+@dataclass(frozen=True)
+class FoldSettings:
+    """Parameters of one CS-Fold mode.
+
+    Attributes:
+        slope, intercept: pseudo-energy parameters (kcal/mol).
+        threshold: P(unpaired) above which the classifier calls a residue unpaired.
+        weighted: weight each residue's agreement by |P - threshold| (tuned mode).
+        prefer_restrained: on a tie, prefer restrained candidates before comparing energies.
+    """
+
+    slope: float = PUBLISHED_SLOPE
+    intercept: float = PUBLISHED_INTERCEPT
+    threshold: float = UNPAIRED_THRESHOLD
+    weighted: bool = False
+    prefer_restrained: bool = False
+
+
+def settings_for(mode: str) -> FoldSettings:
+    """The :class:`FoldSettings` of a named mode (``published`` or ``tuned``)."""
+    if mode == "published":
+        return FoldSettings()
+    if mode == "tuned":
+        return FoldSettings(weighted=True, prefer_restrained=True)
+    raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def check_shifts(shifts: pd.DataFrame, sequence: str | None, source: str = "shifts") -> None:
+    """Validate a shift table against the sequence.
+
+    Args:
+        shifts: table from :func:`csrna.io.read_shifts`.
+        sequence: RNA sequence or None.
+        source: file name for the messages.
+
+    Raises:
+        ValueError: empty table, unknown nucleus, residue number outside the sequence or a
+            residue name that differs from the sequence letter (one line each).
+    """
+    if len(shifts) == 0:
+        raise ValueError(f"{source}: no chemical shifts")
+    unknown = sorted(set(shifts["nucleus"]) - RNA_ATOMS)
+    if unknown:
+        raise ValueError(f"{source}: unknown nucleus name(s): {', '.join(unknown)}")
+    if sequence is None:
+        return
+    n = len(sequence)
+    bad = shifts[(shifts["resid"] < 1) | (shifts["resid"] > n)]
+    if len(bad):
+        raise ValueError(
+            f"{source}: residue number {int(bad['resid'].iloc[0])} outside the sequence (1-{n})")
+    letters = np.array(list(sequence))[shifts["resid"].to_numpy() - 1]
+    wrong = shifts["resname"].to_numpy() != letters
+    if wrong.any():
+        r = shifts[wrong].iloc[0]
+        raise ValueError(f"{source}: residue {int(r['resid'])} is {r['resname']} in the shifts "
+                         f"but {sequence[int(r['resid']) - 1]} in the sequence")
+
+
+def residue_shift_table(shifts: pd.DataFrame) -> pd.DataFrame:
+    """One row per residue present in the shift table, the 19 nuclei as columns (NaN missing).
+
+    Args:
+        shifts: long table from :func:`csrna.io.read_shifts`.
+
+    Returns:
+        DataFrame with ``resid``, ``resname`` and the 19 nuclei, sorted by resid; every residue
+        with at least one shift (of any nucleus) appears, as in the published code.
+    """
+    names = shifts.groupby("resid")["resname"].first()
+    sub = shifts[shifts["nucleus"].isin(NUCLEI)]
+    wide = sub.pivot_table(index="resid", columns="nucleus", values="shift", aggfunc="mean")
+    wide = wide.reindex(index=names.index, columns=list(NUCLEI))
+    wide.insert(0, "resname", names)
+    return wide.reset_index().sort_values("resid").reset_index(drop=True)
+
+
+def predict_unpaired(shifts: pd.DataFrame, ensemble: Ensemble | None = None,
+                     reference: tuple[np.ndarray, np.ndarray] | None = None, m: int = 5,
+                     maxit: int = 10, seed: int = 500) -> pd.DataFrame:
+    """Classifier P(unpaired) for each residue of a shift table.
+
+    Args:
+        shifts: long table from :func:`csrna.io.read_shifts`.
+        ensemble: networks (default: the shipped ensemble).
+        reference: (shifts (N, 19), resnames (N,)) imputation population (default: the
+            shipped copy of the published training table ``ss_table_0``).
+        m, maxit, seed: imputation settings (published m = 5; maxit 100, here 10 by default,
+            see docs/CSFOLD.md).
+
+    Returns:
+        DataFrame with ``resid``, ``resname``, ``n_measured`` (of the 19 nuclei),
+        ``p_unpaired`` (ensemble mean) and ``p_model_k`` per member.
+    """
+    ensemble = ensemble if ensemble is not None else load_ensemble()
+    if reference is None:
+        ref_shifts, ref_names, _ = load_reference()
+    else:
+        ref_shifts, ref_names = reference
+    table = residue_shift_table(shifts)
+    values = table[list(NUCLEI)].to_numpy(dtype=np.float64)
+    filled = impute_with_reference(values, table["resname"].to_numpy(), ref_shifts, ref_names,
+                                   m=m, maxit=maxit, seed=seed)
+    complete = table[["resid", "resname"]].copy()
+    complete[list(NUCLEI)] = filled
+    members = ensemble.predict_members(raw_features(neighbour_table(complete)))
+    out = table[["resid", "resname"]].copy()
+    out["n_measured"] = np.isfinite(values).sum(axis=1)
+    out["p_unpaired"] = members.mean(axis=1)
+    for k in range(members.shape[1]):
+        out[f"p_model_{k + 1}"] = members[:, k]
+    return out
+
+
+def consistency(candidate_pairs, p_unpaired: np.ndarray, settings: FoldSettings) -> float:
+    """Agreement between a structure and the classifier.
+
+    Args:
+        candidate_pairs: 1-based pairs of the structure.
+        p_unpaired: (n,) P(unpaired), NaN where there is no prediction.
+        settings: threshold and weighting.
+
+    Returns:
+        Fraction (or confidence-weighted fraction) of predicted residues whose state in the
+        structure matches the call P > threshold (unpaired).
+    """
+    p = np.asarray(p_unpaired, dtype=np.float64)
+    known = np.isfinite(p)
+    if not known.any():
+        return 0.0
+    unpaired = pair_table(list(candidate_pairs), len(p)) < 0
+    agree = (p[known] > settings.threshold) == unpaired[known]
+    if settings.weighted:
+        w = np.abs(p[known] - settings.threshold)
+        return float((w * agree).sum() / max(w.sum(), 1e-12))
+    return float(agree.mean())
+
+
+@dataclass
+class CSFoldResult:
+    """Outcome of :func:`cs_fold`.
+
+    Attributes:
+        sequence: the folded sequence.
+        pairs: 1-based pairs of the selected structure.
+        selected: the selected candidate.
+        candidates: all candidates with their consistency, as a DataFrame.
+        probabilities: per-residue table (resid, resname, n_measured, p_unpaired, members,
+            paired partner in the selected structure).
+    """
+
+    sequence: str
+    pairs: list[tuple[int, int]]
+    selected: Candidate
+    candidates: pd.DataFrame
+    probabilities: pd.DataFrame = field(repr=False)
+
+
+def select_candidate(candidates: list[Candidate], p_unpaired: np.ndarray,
+                     settings: FoldSettings) -> tuple[Candidate, pd.DataFrame]:
+    """Pick the candidate most consistent with the classifier.
+
+    Args:
+        candidates: from :func:`csrna.folding.fold_candidates`.
+        p_unpaired: (n,) per-nucleotide P(unpaired) (NaN where unknown).
+        settings: mode settings.
+
+    Returns:
+        (selected candidate, table of all candidates with ``consistency`` sorted best first).
+    """
+    rows = []
+    for k, c in enumerate(candidates):
+        score = round(consistency(c.pairs, p_unpaired, settings), 10)
+        rows.append({"candidate": c.name, "consistency": score, "energy": c.energy,
+                     "n_pairs": len(c.pairs), "restrained": c.restrained, "index": k})
+    table = pd.DataFrame(rows)
+    keys = ["consistency", "restrained", "energy", "index"] if settings.prefer_restrained \
+        else ["consistency", "energy", "index"]
+    asc = [False, False, True, True] if settings.prefer_restrained else [False, True, True]
+    table = table.sort_values(keys, ascending=asc, kind="stable").reset_index(drop=True)
+    return candidates[int(table["index"].iloc[0])], table.drop(columns="index")
+
+
+def cs_fold(sequence: str, shifts: pd.DataFrame, mode: str = "published",
+            ensemble: Ensemble | None = None,
+            reference: tuple[np.ndarray, np.ndarray] | None = None,
+            maxit: int = 10, seed: int = 500, source: str = "shifts") -> CSFoldResult:
+    """Fold an RNA with its chemical shifts.
+
+    Args:
+        sequence: RNA sequence (ACGU/T).
+        shifts: long shift table (residue numbers 1..len(sequence)).
+        mode: ``published`` or ``tuned`` (see module docstring).
+        ensemble, reference, maxit, seed: see :func:`predict_unpaired`.
+        source: name used in error messages.
+
+    Returns:
+        :class:`CSFoldResult`.
+
+    Raises:
+        ValueError: invalid sequence or shifts (one line).
+    """
+    settings = settings_for(mode)
+    sequence = clean_sequence(sequence)
+    check_shifts(shifts, sequence, source)
+    probs = predict_unpaired(shifts, ensemble, reference, maxit=maxit, seed=seed)
+    p = np.full(len(sequence), np.nan)
+    p[probs["resid"].to_numpy() - 1] = probs["p_unpaired"].to_numpy()
+    candidates = fold_candidates(sequence, p, settings.slope, settings.intercept)
+    chosen, table = select_candidate(candidates, p, settings)
+    per_res = pd.DataFrame({"resid": np.arange(1, len(sequence) + 1),
+                            "resname": list(sequence)})
+    per_res = per_res.merge(probs.drop(columns="resname"), on="resid", how="left")
+    per_res["n_measured"] = per_res["n_measured"].fillna(0).astype(int)
+    partner = pair_table(list(chosen.pairs), len(sequence)) + 1
+    per_res["partner"] = partner
+    return CSFoldResult(sequence, list(chosen.pairs), chosen, table, per_res)
