@@ -35,7 +35,9 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a file name")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: file exists (use overwrite to replace it)")
+        raise FileExistsError(
+            f"{path}: file exists (use --overwrite / overwrite=True to replace it)"
+        )
     if not path.parent.exists():
         raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
     return path
@@ -77,12 +79,12 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
                 os.link(tmp, path)
             except FileExistsError:
                 raise FileExistsError(
-                    f"{path}: file exists (use overwrite to replace it)"
+                    f"{path}: file exists (use --overwrite / overwrite=True to replace it)"
                 ) from None
             except OSError:  # no hard links on this file system
                 if path.exists():
                     raise FileExistsError(
-                        f"{path}: file exists (use overwrite to replace it)"
+                        f"{path}: file exists (use --overwrite / overwrite=True to replace it)"
                     ) from None
                 os.replace(tmp, path)
     finally:

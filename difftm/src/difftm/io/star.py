@@ -73,6 +73,7 @@ __all__ = [
     "make_particles_table",
     "particles_to_plain",
     "read_particles_star",
+    "read_star_blocks",
     "write_particles_star",
 ]
 
@@ -304,6 +305,34 @@ def write_particles_star(
     return path
 
 
+def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
+    """Read every data block of a STAR file.
+
+    Args:
+        path: ``.star`` file.
+
+    Returns:
+        Block name (without ``data_``) -> DataFrame for loops, dict for simple blocks.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a readable STAR file (one line naming the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a STAR file")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as err:  # starfile raises assorted parser errors
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: not a readable STAR file ({first})") from None
+    if not blocks:
+        raise ValueError(f"{path}: not a STAR file (no data blocks)")
+    return dict(blocks)
+
+
 def read_particles_star(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a particle STAR file.
 
@@ -321,15 +350,7 @@ def read_particles_star(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataF
         ValueError: unreadable STAR, or no particle table (one line naming the file).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, expected a STAR file")
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as err:  # starfile raises assorted parser errors
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path}: not a readable STAR file ({first})") from None
+    blocks = read_star_blocks(path)
     tables = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
     if "particles" in tables:
         particles = tables["particles"]

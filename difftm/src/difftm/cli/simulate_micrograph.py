@@ -1,0 +1,148 @@
+"""``difftm simulate micrograph``: a synthetic micrograph with known particles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from difftm.cli.errors import user_errors
+
+console = Console(stderr=True)
+
+
+def _micrograph(
+    template: Annotated[Path, typer.Argument(
+        help="3D template (MRC volume of the scattering potential in Volts), e.g. from "
+        "`difftm simulate template`.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Micrograph to write (MRC, counts per pixel).")],
+    truth: Annotated[Path, typer.Option(
+        help="Ground-truth particle table to write (RELION STAR: centres, angles, defocus).")],
+    shape: Annotated[tuple[int, int], typer.Option(
+        help="Micrograph size in pixels: HEIGHT WIDTH.")],
+    n_particles: Annotated[int, typer.Option(help="Number of particles to place.")],
+    defocus: Annotated[float, typer.Option(
+        help="Mean defocus in Angstrom, positive = underfocus (e.g. 10000).")],
+    fluence: Annotated[float, typer.Option(
+        help="Electron exposure in e-/A^2 (e.g. 40); sets the shot noise.")],
+    pixel_size: Annotated[float | None, typer.Option(
+        help="Pixel size in Angstrom of template and micrograph. Default: the template's "
+        "header (required when the header has none).")] = None,
+    defocus_spread: Annotated[float, typer.Option(
+        help="Standard deviation (A) of per-particle defocus offsets (ice thickness).")] = 0.0,
+    astigmatism: Annotated[float, typer.Option(
+        help="Defocus U minus defocus V in Angstrom.")] = 0.0,
+    astigmatism_angle: Annotated[float, typer.Option(
+        help="Direction of defocus U, degrees from the x axis.")] = 0.0,
+    voltage: Annotated[float, typer.Option(help="Accelerating voltage in kV.")] = 300.0,
+    cs: Annotated[float, typer.Option(help="Spherical aberration in mm.")] = 2.7,
+    amplitude_contrast: Annotated[float, typer.Option(
+        help="Amplitude contrast fraction.")] = 0.07,
+    background: Annotated[Path | None, typer.Option(
+        help="Real micrograph (MRC) used as background texture (cropped or mirror-tiled to "
+        "the shape, normalised).")] = None,
+    background_scale: Annotated[float, typer.Option(
+        help="Background standard deviation in units of the shot noise.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same micrograph.")] = 0,
+    min_separation: Annotated[float | None, typer.Option(
+        help="Minimum distance between particle centres in pixels (default: the template "
+        "diameter).")] = None,
+    shot_noise: Annotated[bool, typer.Option(
+        "--shot-noise/--no-shot-noise", help="Draw Poisson counts (off: expected counts).")
+    ] = True,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Simulate a micrograph holding copies of TEMPLATE at random positions and orientations
+    (weak-phase image formation, CTF per particle, Poisson shot noise, optional real
+    background) and write it with its ground-truth particle table.
+
+    Also writes the simulation parameters as JSON next to the micrograph (OUTPUT, suffix
+    .json)."""
+    import torch
+
+    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.mrc import read_mrc, write_mrc
+    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+    from difftm.simulate.micrograph import simulate_micrograph
+
+    params_path = output.with_suffix(".json")
+    if len({output.resolve(), truth.resolve(), params_path.resolve()}) < 3:
+        raise ValueError(f"{output}: the micrograph, truth and parameter files must differ")
+    for path in (output, truth, params_path):
+        check_writable(path, overwrite)
+    if pixel_size is not None and not pixel_size > 0:
+        raise ValueError(f"--pixel-size must be positive, got {pixel_size}")
+    vol = read_mrc(template)
+    if vol.data.ndim != 3:
+        raise ValueError(f"{template}: expected a 3D volume, got a 2D image {vol.shape}")
+    if pixel_size is None:
+        if not vol.pixel_size_calibrated:
+            raise ValueError(f"{template}: header has no pixel size; give --pixel-size")
+        pixel_size = vol.pixel_size
+    elif vol.pixel_size_calibrated and abs(vol.pixel_size - pixel_size) > 0.01 * pixel_size:
+        console.print(
+            f"[yellow]warning:[/] {template.name} header says {vol.pixel_size:.4f} A/px, "
+            f"using --pixel-size {pixel_size}", highlight=False, soft_wrap=True,
+        )
+    bg = None
+    if background is not None:
+        bg_image = read_mrc(background)
+        if bg_image.data.ndim != 2:
+            raise ValueError(f"{background}: background must be a 2D micrograph")
+        bg = bg_image.data
+
+    bar = Progress(
+        TextColumn("simulating particles"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True,
+    )
+    task = bar.add_task("particles", total=max(n_particles, 1))
+
+    def progress(done: int, total: int) -> None:
+        if not bar.live.is_started:  # start on the first particle: input errors come first
+            bar.start()
+        bar.update(task, completed=done)
+
+    try:
+        sim = simulate_micrograph(
+            torch.from_numpy(vol.data), pixel_size, tuple(shape), n_particles, defocus,
+            voltage_kv=voltage, cs_mm=cs, amplitude_contrast=amplitude_contrast,
+            fluence=fluence, defocus_spread=defocus_spread, astigmatism=astigmatism,
+            astigmatism_angle=astigmatism_angle, background=bg,
+            background_scale=background_scale, seed=seed, min_separation=min_separation,
+            shot_noise=shot_noise, device=device, progress=progress,
+        )
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    particles = make_particles_table(
+        {k: sim.truth[k].to_numpy() for k in sim.truth.columns},
+        micrograph_name=output.name, pixel_size=pixel_size,
+    )
+    optics = make_optics_table(pixel_size, voltage_kv=voltage, cs_mm=cs,
+                               amplitude_contrast=amplitude_contrast)
+    params = sim.params | {
+        "template": str(template),
+        "background_file": str(background) if background is not None else None,
+        "output": str(output),
+        "truth": str(truth),
+    }
+    write_mrc(output, sim.image, pixel_size, overwrite=overwrite)
+    write_particles_star(truth, particles, optics, overwrite=overwrite)
+    with atomic_output(params_path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(params, indent=2) + "\n")
+    console.print(
+        f"wrote {output} ({shape[0]} x {shape[1]}, mean {sim.image.mean():.2f} counts), "
+        f"{truth} ({n_particles} particles), {params_path}", highlight=False, soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``micrograph`` command to ``app`` (the ``difftm simulate`` group)."""
+    app.command("micrograph")(user_errors(_micrograph))
