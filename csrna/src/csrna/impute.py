@@ -30,6 +30,23 @@ def _design(values: np.ndarray, onehot: np.ndarray, j: int) -> np.ndarray:
     return np.hstack([np.ones((values.shape[0], 1)), onehot[:, 1:], others])
 
 
+def _match_donors(yhat_obs: np.ndarray, y_obs: np.ndarray, yhat_mis: np.ndarray, donors: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """For each missing row, the observed value of one of the ``donors`` nearest predictions."""
+    order = np.argsort(yhat_obs, kind="stable")
+    sorted_hat = yhat_obs[order]
+    k = min(donors, len(order))
+    pos = np.searchsorted(sorted_hat, yhat_mis)
+    # the k nearest lie within k places either side of the insertion point
+    window = pos[:, None] + np.arange(-k, k)[None, :]
+    window = np.clip(window, 0, len(order) - 1)
+    dist = np.abs(sorted_hat[window] - yhat_mis[:, None])
+    dist[:, 1:][window[:, 1:] == window[:, :-1]] = np.inf  # clipped duplicates
+    nearest = np.take_along_axis(window, np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
+    pick = nearest[np.arange(len(yhat_mis)), rng.integers(0, k, size=len(yhat_mis))]
+    return y_obs[order[pick]]
+
+
 def _one_imputation(values: np.ndarray, missing: np.ndarray, onehot: np.ndarray, maxit: int,
                     donors: int, rng: np.random.Generator) -> np.ndarray:
     x = values.copy()
@@ -57,18 +74,7 @@ def _one_imputation(values: np.ndarray, missing: np.ndarray, onehot: np.ndarray,
             beta_star = beta + sigma * chol @ rng.standard_normal(len(beta))
             yhat_obs = a_obs_s @ beta
             yhat_mis = a_mis_s @ beta_star
-            order = np.argsort(yhat_obs, kind="stable")
-            sorted_hat = yhat_obs[order]
-            pos = np.searchsorted(sorted_hat, yhat_mis)
-            k = min(donors, len(order))
-            chosen = np.empty(len(yhat_mis))
-            for r, (p, target) in enumerate(zip(pos, yhat_mis, strict=True)):
-                lo, hi = max(p - k, 0), min(p + k, len(order))
-                window = np.arange(lo, hi)
-                nearest = window[np.argsort(np.abs(sorted_hat[window] - target),
-                                            kind="stable")[:k]]
-                chosen[r] = y_obs[order[rng.choice(nearest)]]
-            x[mis, j] = chosen
+            x[mis, j] = _match_donors(yhat_obs, y_obs, yhat_mis, donors, rng)
     return x
 
 

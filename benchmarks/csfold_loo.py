@@ -1,0 +1,235 @@
+"""Leave-one-RNA-out benchmark of CS-Fold on the 108 RNAs of the published training table.
+
+For each RNA: retrain the six-network ensemble on the other 107 RNAs (``ss_table_1``), impute
+its measured shifts (``shifts_corrected/measured_shifts_<ID>.dat``) against the other RNAs'
+rows of ``ss_table_0``, predict P(unpaired), and score the calls (P > 0.5 = unpaired, as a
+classifier) against the table's class labels. RNAs with a reference 3D structure
+(``reference_pdb/<ID>.pdb.gz``) are folded with CS-Fold (both modes) and with plain ViennaRNA
+MFE (baseline); base pairs of the reference are annotated with rnapolis (ADE/CYT/GUA/URA
+renamed to A/C/G/U; canonical cWW G-C, A-U and G-U wobble pairs). Sensitivity = TP / reference
+pairs, PPV = TP / predicted pairs, exact pair matches. RNAs whose reference covers only part
+of the sequence are scored on the covered residues and reported separately.
+
+Usage::
+
+    python benchmarks/csfold_loo.py [--data DIR] [--epochs 60] [--workers 2] [--mode published]
+        [--cache loo_predictions.npz] [--limit N]
+
+The LAST line printed is
+``sensitivity=X ppv=Y accuracy=Z baseline_sensitivity=A baseline_ppv=B`` (means over the fully
+covered RNAs for ``--mode``; accuracy over all residues of all 108 RNAs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csrna.classifier import train_ensemble
+from csrna.csfold import (
+    MODES,
+    predict_unpaired,
+    select_candidate,
+    settings_for,
+)
+from csrna.features import read_ss_table_0, read_ss_table_1
+from csrna.folding import fold_candidates, mfe_structure
+from csrna.io import read_shifts
+from csrna.nuclei import NUCLEI
+
+CANONICAL = {("G", "C"), ("C", "G"), ("A", "U"), ("U", "A"), ("G", "U"), ("U", "G")}
+_RENAME = {"ADE": "  A", "CYT": "  C", "GUA": "  G", "URA": "  U"}
+
+
+def default_data() -> Path:
+    """The shared data folder (``DIFFTM_SHARED_DATA`` or ``<repo>/../shared/data``)."""
+    env = os.environ.get("DIFFTM_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def reference_structure(pdb_gz: Path) -> tuple[dict[int, str], list[tuple[int, int]]]:
+    """Residue letters by number and canonical/wobble base pairs of a reference PDB.
+
+    Args:
+        pdb_gz: gzipped PDB with CHARMM residue names.
+
+    Returns:
+        ({residue number: letter}, sorted pairs by residue number).
+    """
+    from rnapolis.annotator import extract_base_interactions
+    from rnapolis.parser import read_3d_structure
+
+    lines = []
+    for line in gzip.open(pdb_gz, "rt").read().splitlines():
+        if line.startswith(("ATOM", "HETATM")):
+            line = line[:17] + _RENAME.get(line[17:20], line[17:20]) + line[20:]
+        lines.append(line)
+    s3 = read_3d_structure(io.StringIO("\n".join(lines) + "\n"), 1)
+    letters = {r.number: r.one_letter_name.upper() for r in s3.residues}
+    interactions = extract_base_interactions(s3)
+    used: set[int] = set()
+    pairs = []
+    for bp in interactions.base_pairs:
+        if bp.lw.value != "cWW":
+            continue
+        i, j = sorted((bp.nt1.auth.number, bp.nt2.auth.number))
+        if (letters.get(i), letters.get(j)) not in CANONICAL or i in used or j in used:
+            continue
+        used.update((i, j))
+        pairs.append((i, j))
+    return letters, sorted(set(pairs))
+
+
+def align_reference(letters: dict[int, str], pairs: list[tuple[int, int]],
+                    shift_seq: dict[int, str]) -> tuple[str, list[tuple[int, int]], set[int]]:
+    """Express the reference in the numbering of the shift file.
+
+    Args:
+        letters: reference residue letters by number.
+        pairs: reference pairs.
+        shift_seq: residue letters of the shift file by residue number.
+
+    Returns:
+        (sequence to fold, reference pairs renumbered, covered residue numbers). The numbering
+        offset is the one that makes the most residue names agree (0 preferred); the sequence
+        is 1..max over both, taking letters from the reference, then from the shifts.
+    """
+    offsets = sorted({k - r for k in shift_seq for r in letters}, key=abs)
+    best = max(offsets, key=lambda d: (sum(shift_seq.get(r + d) == v for r, v in letters.items()),
+                                        -abs(d)))
+    ref = {r + best: v for r, v in letters.items() if r + best >= 1}
+    n = max(max(ref), max(shift_seq))
+    seq = "".join(ref.get(k) or shift_seq.get(k) or "N" for k in range(1, n + 1))
+    moved = [(i + best, j + best) for i, j in pairs if i + best >= 1 and j + best >= 1]
+    return seq, moved, set(ref)
+
+
+def score(pred: list[tuple[int, int]], ref: list[tuple[int, int]],
+          covered: set[int]) -> tuple[float, float]:
+    """Sensitivity and PPV of predicted pairs (restricted to the covered residues)."""
+    pred_c = {p for p in pred if p[0] in covered and p[1] in covered}
+    ref_s = set(ref)
+    tp = len(pred_c & ref_s)
+    sens = tp / len(ref_s) if ref_s else float("nan")
+    ppv = tp / len(pred_c) if pred_c else float("nan")
+    return sens, ppv
+
+
+def run_one(task: tuple) -> dict:
+    """One leave-one-out fold (runs in a worker process)."""
+    rna, data, epochs = task
+    cs2 = data / "rna" / "cs2bps"
+    t0 = read_ss_table_0(cs2 / "ss_table_0.txt")
+    t1 = read_ss_table_1(cs2 / "ss_table_1.txt")
+    ens = train_ensemble(t1[t1["id"] != rna], epochs=epochs, seed=0)
+    ref_rows = t0[t0["id"] != rna]
+    reference = (ref_rows[list(NUCLEI)].to_numpy(np.float64), ref_rows["resname"].to_numpy())
+    shifts = read_shifts(cs2 / "shifts_corrected" / f"measured_shifts_{rna}.dat")
+    probs = predict_unpaired(shifts, ens, reference)
+    truth = t1[t1["id"] == rna][["resid", "class"]]
+    merged = truth.merge(probs[["resid", "p_unpaired"]], on="resid", how="left")
+    calls = merged["p_unpaired"].to_numpy() > 0.5
+    out = {"rna": rna, "n_res": len(truth), "n_correct": int((calls == merged["class"]).sum()),
+           "p": probs[["resid", "p_unpaired"]].to_numpy()}
+    pdb = cs2 / "reference_pdb" / f"{rna}.pdb.gz"
+    if not pdb.is_file():
+        return out
+    letters, ref_pairs = reference_structure(pdb)
+    shift_seq = dict(zip(shifts["resid"], shifts["resname"], strict=True))
+    seq, ref_pairs, covered = align_reference(letters, ref_pairs, shift_seq)
+    out.update(seq=seq, ref_pairs=ref_pairs, covered=sorted(covered),
+               partial=not set(range(1, len(seq) + 1)) <= covered)
+    if "N" in seq:
+        return out
+    p = np.full(len(seq), np.nan)
+    keep = probs["resid"].to_numpy() <= len(seq)
+    p[probs["resid"].to_numpy()[keep] - 1] = probs["p_unpaired"].to_numpy()[keep]
+    out["p_seq"] = p
+    out["candidates"] = fold_candidates(seq, p)
+    out["baseline"] = mfe_structure(seq)[0]
+    return out
+
+
+def evaluate(results: list[dict], mode: str) -> pd.DataFrame:
+    """Per-RNA table for one selection mode."""
+    settings = settings_for(mode)
+    rows = []
+    for r in results:
+        row = {"rna": r["rna"], "n": r["n_res"], "acc": r["n_correct"] / r["n_res"]}
+        if "candidates" in r:
+            cands = r["candidates"]
+            if settings.slope != 1.8 or settings.intercept != -0.6:
+                cands = fold_candidates(r["seq"], r["p_seq"], settings.slope, settings.intercept)
+            chosen, _ = select_candidate(cands, r["p_seq"], settings)
+            cov = set(r["covered"])
+            row["sens"], row["ppv"] = score(list(chosen.pairs), r["ref_pairs"], cov)
+            row["base_sens"], row["base_ppv"] = score(r["baseline"], r["ref_pairs"], cov)
+            row["pick"] = chosen.name
+            row["partial"] = r["partial"]
+            row["ref_pairs"] = len(r["ref_pairs"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print the per-RNA table and the summary line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--epochs", type=int, default=40,
+                    help="epochs per network and fold (shipped ensemble: 60)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--mode", choices=MODES, default="published")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="pickle of the fold results: reused if present, written otherwise")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N RNAs (testing)")
+    args = ap.parse_args(argv)
+    cs2 = args.data / "rna" / "cs2bps"
+    if not (cs2 / "ss_table_0.txt").is_file():
+        sys.exit(f"{cs2}: CS-Fold data not found (set DIFFTM_SHARED_DATA)")
+    rnas = sorted(read_ss_table_0(cs2 / "ss_table_0.txt")["id"].unique())[: args.limit]
+    start = time.time()
+    if args.cache is not None and args.cache.is_file():
+        results = pd.read_pickle(args.cache)
+    else:
+        tasks = [(r, args.data, args.epochs) for r in rnas]
+        if args.workers > 1:
+            with ProcessPoolExecutor(args.workers) as pool:
+                results = list(pool.map(run_one, tasks))
+        else:
+            results = [run_one(t) for t in tasks]
+        if args.cache is not None:
+            pd.to_pickle(results, args.cache)
+    print(f"# {len(results)} RNAs, {time.time() - start:.0f} s, epochs={args.epochs}")
+    accuracy = sum(r["n_correct"] for r in results) / sum(r["n_res"] for r in results)
+    tables = {m: evaluate(results, m) for m in MODES}
+    table = tables[args.mode]
+    pd.set_option("display.width", 200)
+    for m in MODES:
+        t = tables[m]
+        folded = t.dropna(subset=["sens"]) if "sens" in t else t.iloc[:0]
+        full = folded[~folded["partial"].astype(bool)]
+        part = folded[folded["partial"].astype(bool)]
+        print(f"# mode={m}: full-coverage RNAs {len(full)}: sensitivity "
+              f"{full['sens'].mean():.3f} ppv {full['ppv'].mean():.3f} | baseline "
+              f"{full['base_sens'].mean():.3f} / {full['base_ppv'].mean():.3f}; partial RNAs "
+              f"{len(part)}: {part['sens'].mean():.3f} / {part['ppv'].mean():.3f} (baseline "
+              f"{part['base_sens'].mean():.3f} / {part['base_ppv'].mean():.3f})")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    folded = table.dropna(subset=["sens"])
+    full = folded[~folded["partial"].astype(bool)]
+    print(f"sensitivity={full['sens'].mean():.3f} ppv={full['ppv'].mean():.3f} "
+          f"accuracy={accuracy:.3f} baseline_sensitivity={full['base_sens'].mean():.3f} "
+          f"baseline_ppv={full['base_ppv'].mean():.3f}")
+
+
+if __name__ == "__main__":
+    main()
