@@ -8,7 +8,8 @@ Image-formation model (weak-phase approximation, one scattering event, no inelas
    least ``min_separation`` pixels apart (default: the template's diameter, see
    :func:`template_diameter`).
 2. Projected potential: ``Vp(x, y) = sum_z V(A^T (x, y, z)) * pixel_size`` (V*A), a real-space
-   projection of the rotated template (trilinear interpolation), see :func:`project_volume`.
+   projection of the rotated template (trilinear interpolation, ``D x D`` box, centre at
+   ``D//2``), see :func:`project_volume`.
    Real-space projection is deliberately a different route from the search's Fourier-slice
    projector, so that a search is not tested against its own approximations.
 3. Phase ``phi = sigma_e * Vp`` (``sigma_e``: interaction constant, rad/(V*A)).
@@ -39,8 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
+from difftm.fourier.padding import next_fast_size
 from difftm.geometry.euler import euler_to_matrix, matrix_to_euler
 from difftm.physics.ctf import ctf_2d
 from difftm.physics.electron import electron_wavelength, interaction_constant
@@ -104,45 +105,27 @@ def random_orientations(n: int, rng: np.random.Generator) -> np.ndarray:
     return matrix_to_euler(torch.from_numpy(R)).numpy()
 
 
-def project_volume(
-    volume: torch.Tensor, rotations: torch.Tensor, chunk: int = 32
-) -> torch.Tensor:
+def project_volume(volume: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Real-space projections ``P(x, y) = sum_z V(A^T (x, y, z))`` (one voxel per z step).
 
-    The volume's centre is voxel ``D//2`` on each axis and the projection's centre is pixel
-    ``(D//2, D//2)``; values outside the box are zero; trilinear interpolation. Memory is
-    bounded by rotating ``chunk`` z-planes at a time.
+    The one place the simulator projects; it uses the reference real-space projector
+    :func:`difftm.fourier.projector.real_space_project` (rotation by trilinear interpolation,
+    sum along z), not the search's Fourier-slice projector. The volume's centre is voxel
+    ``D//2`` on each axis and the projection's centre is pixel ``(D//2, D//2)``.
 
     Args:
         volume: ``(D, D, D)`` real tensor indexed [z, y, x].
         rotations: ``(B, 3, 3)`` or ``(3, 3)`` RELION matrices ``A`` (see
             :mod:`difftm.geometry.euler`).
-        chunk: z-planes sampled per step.
 
     Returns:
-        ``(B, D, D)`` (or ``(D, D)``) projections, sum over voxels (multiply by the pixel size
-        for a line integral), dtype and device of ``volume``.
+        ``(B, D, D)`` (or ``(D, D)`` for one matrix) projections, sums over voxels (multiply
+        by the pixel size for a line integral), dtype and device of ``volume``.
     """
-    if volume.dim() != 3 or len(set(volume.shape)) != 1:
-        raise ValueError(f"volume must be a cube (D, D, D), got {tuple(volume.shape)}")
+    from difftm.fourier.projector import real_space_project
+
     single = rotations.dim() == 2
-    rots = rotations.reshape(-1, 3, 3).to(device=volume.device, dtype=volume.dtype)
-    d = volume.shape[0]
-    c = float(d // 2)
-    axis = torch.arange(d, device=volume.device, dtype=volume.dtype) - c
-    vol = volume[None, None]
-    scale = 2.0 / (d - 1) if d > 1 else 1.0
-    out = torch.zeros((rots.shape[0], d, d), device=volume.device, dtype=volume.dtype)
-    for b, A in enumerate(rots):
-        for z0 in range(0, d, chunk):
-            zz, yy, xx = torch.meshgrid(axis[z0 : z0 + chunk], axis, axis, indexing="ij")
-            r = torch.stack([xx, yy, zz], -1)  # output-frame (x, y, z) relative to centre
-            s = r @ A  # rows: (A^T r)^T = r^T A
-            grid = (s + c) * scale - 1.0  # voxel index -> [-1, 1] (align_corners=True)
-            sampled = F.grid_sample(
-                vol, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True
-            )
-            out[b] += sampled[0, 0].sum(0)
+    out = real_space_project(volume, rotations.reshape(-1, 3, 3).to(volume.device))
     return out[0] if single else out
 
 
@@ -196,14 +179,6 @@ def prepare_background(background: np.ndarray, shape: tuple[int, int]) -> np.nda
     if not std > 0:
         raise ValueError("background is constant; it has no texture to add")
     return (b - b.mean()) / std
-
-
-def _padded_size(n: int) -> int:
-    try:
-        from difftm.fourier.padding import next_fast_size
-    except ImportError:  # padding helpers not available: an even, 16-aligned size
-        return n + (-n) % 16
-    return int(next_fast_size(n))
 
 
 def _delocalisation_px(
@@ -354,7 +329,7 @@ def simulate_micrograph(
     sigma_e = interaction_constant(voltage_kv)
     max_df = float(np.abs(truth[["defocus_u", "defocus_v"]].to_numpy()).max()) if n_particles else 0
     deloc = _delocalisation_px(max_df, pixel_size, voltage_kv, cs_mm)
-    padded = _padded_size(max(2 * d, d + 2 * deloc))
+    padded = next_fast_size(max(2 * d, d + 2 * deloc))
     contrast = torch.zeros((h, w), device=device, dtype=torch.float32)
     rotations = euler_to_matrix(torch.from_numpy(angles)).to(torch.float32)
     lo = padded // 2 - d // 2
