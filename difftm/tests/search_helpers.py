@@ -10,17 +10,17 @@ import torch
 from difftm.io.mrc import write_mrc
 
 
-def blob_volume(box: int = 32, n_blobs: int = 24, seed: int = 0) -> np.ndarray:
-    """An asymmetric smooth test object: Gaussian blobs inside a sphere, [z, y, x]."""
+def blob_volume(box: int = 32, n_blobs: int = 300, seed: int = 0) -> np.ndarray:
+    """An asymmetric atom-like test object: small Gaussians filling a ball, [z, y, x]."""
     rng = np.random.default_rng(seed)
     c = box // 2
     zz, yy, xx = np.meshgrid(*(np.arange(box) - c,) * 3, indexing="ij")
     vol = np.zeros((box, box, box))
-    r_max = box * 0.3
+    r_max = box * 0.33
     for _ in range(n_blobs):
-        p = rng.uniform(-1, 1, 3)
-        p = p / max(np.linalg.norm(p), 1e-9) * rng.uniform(0, r_max)
-        s = rng.uniform(1.2, 2.5)
+        p = rng.standard_normal(3)
+        p = p / max(np.linalg.norm(p), 1e-9) * r_max * rng.uniform() ** (1 / 3)
+        s = rng.uniform(0.7, 1.0)
         vol += rng.uniform(0.5, 1.5) * np.exp(
             -((zz - p[2]) ** 2 + (yy - p[1]) ** 2 + (xx - p[0]) ** 2) / (2 * s * s))
     return vol.astype(np.float32)
