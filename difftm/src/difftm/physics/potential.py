@@ -18,6 +18,7 @@ memory stays bounded; the accumulation order is fixed, so results are determinis
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ def simulate_potential(
     b_factor_add: float = 0.0,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Simulate the electrostatic potential of ``atoms`` in a cubic box.
 
@@ -75,6 +77,7 @@ def simulate_potential(
         b_factor_add: added (A^2) to every atom's scaled B-factor; the effective B-factor
             ``B * scale + add`` must not be negative.
         device, dtype: of the returned volume.
+        progress: called as ``progress(atoms_done, atoms_total)`` after each chunk.
 
     Returns:
         ``(box, box, box)`` tensor indexed ``[z, y, x]``, the mean potential per voxel in
@@ -111,6 +114,7 @@ def simulate_potential(
 
     radius = np.ceil(WINDOW_SIGMAS * sigmas.max(axis=1)).astype(np.int64)
     volume = torch.zeros(box**3, device=device, dtype=dtype)
+    done = 0
     for r in np.unique(radius):
         idx = np.nonzero(radius == r)[0]
         width = 2 * int(r) + 1
@@ -118,6 +122,9 @@ def simulate_potential(
         for start in range(0, len(idx), chunk):
             sel = idx[start : start + chunk]
             _accumulate(volume, centres[sel], sigmas[sel], weights[sel], int(r), box)
+            done += len(sel)
+            if progress is not None:
+                progress(done, len(atoms))
     return volume.reshape(box, box, box)
 
 
