@@ -35,20 +35,23 @@ def _fetch_model(
 
     normalize_pdb_id(pdb_id)  # a bad id fails before any progress display
     with Progress(
-        TextColumn("[bold]downloading {task.fields[ident]}"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("download", total=None, ident=pdb_id.upper(), visible=False)
+        task = bar.add_task(f"{pdb_id.upper()}", total=None, visible=False)
 
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total, visible=True)
 
         def log(message: str) -> None:
-            bar.console.print(message, highlight=False)
+            bar.console.print(message, highlight=False, soft_wrap=True)
+            if message.startswith("RCSB unreachable"):  # slow apt-get path: show a pulse bar
+                bar.update(task, description="fetching the Debian package", completed=0,
+                           total=None, visible=True)
 
         try:
             path = fetch_model(pdb_id, cache_dir=cache_dir, timeout=timeout,
