@@ -170,3 +170,23 @@ def test_large_ribosome_6zu5_fast_and_exact():
     elapsed = time.perf_counter() - start
     assert elapsed < 180.0
     assert vol.sum().item() * 8.0 == pytest.approx(potential_integral(atoms), rel=1e-3)
+
+
+@pytest.mark.parametrize(("element", "b_atom", "pixel_size"), [("C", 30.0, 1.0), ("P", 60.0, 1.5)])
+def test_fourier_transform_is_scattering_factor(element, b_atom, pixel_size):
+    """The 3D FT of one atom's volume is 47.878 f_e(k/2) exp(-B k^2/4) x voxel-box sinc."""
+    box = 40
+    atoms = Atoms.from_arrays([[0.0, 0.0, 0.0]], [element], b_factors=[b_atom])
+    vol = simulate_potential(atoms, pixel_size, box, dtype=torch.float64)
+    spectrum = torch.fft.fftn(torch.fft.ifftshift(vol)).real * pixel_size**3  # atom at origin
+    n = np.arange(1, box // 2)
+    k = n / (box * pixel_size)  # along kx, 1/A
+    s = k / 2  # sin(theta)/lambda
+    f_e = scattering_factor(np.array([element]), s)[0]
+    expected = POTENTIAL_PER_SCATTERING_FACTOR * f_e * np.exp(-b_atom * s**2) * np.sinc(
+        k * pixel_size
+    )
+    got = spectrum[0, 0, n].numpy()
+    keep = k <= 0.3 / pixel_size  # aliases (k + m / pixel) of the voxel box still small
+    np.testing.assert_allclose(got[keep], expected[keep], rtol=0.01,
+                               atol=1e-3 * expected[0])

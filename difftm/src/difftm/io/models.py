@@ -154,6 +154,10 @@ def load_model(path: str | Path, keep_ligands: bool = False) -> Atoms:
     """
     path = Path(path)
     st, _fmt = _read_structure(path)
+    return _atoms_from_structure(st, path, keep_ligands)
+
+
+def _atoms_from_structure(st: gemmi.Structure, path: Path, keep_ligands: bool) -> Atoms:
     positions: list[tuple[float, float, float]] = []
     elements: list[str] = []
     b_factors: list[float] = []
@@ -179,7 +183,7 @@ def load_model(path: str | Path, keep_ligands: bool = False) -> Atoms:
             b_factors.append(atom.b_iso)
             occupancies.append(min(1.0, max(0.0, atom.occ)))
     if unknown:
-        warnings.warn(f"{path}: skipped {unknown} atoms of unknown element", stacklevel=2)
+        warnings.warn(f"{path}: skipped {unknown} atoms of unknown element", stacklevel=3)
     if not positions:
         what = "atoms" if keep_ligands else "polymer atoms (try keeping ligands)"
         raise ValueError(f"{path}: no {what} in model 1")
@@ -238,7 +242,7 @@ def summarize_model(path: str | Path, keep_ligands: bool = False) -> dict:
         if not chains or chains[-1] != chain.name:
             chains.append(chain.name)
         n_residues += 1
-    atoms = load_model(path, keep_ligands=keep_ligands)
+    atoms = _atoms_from_structure(st, path, keep_ligands)
     pos = atoms.positions_angstrom
     com = centre_of_mass(atoms)
     symbols, counts = np.unique(atoms.elements, return_counts=True)
