@@ -205,3 +205,16 @@ def test_bad_inputs(template):
         simulate_micrograph(template, PX, (100, 100), 50, defocus=1e4)
     with pytest.raises(ValueError, match="cubic"):
         simulate_micrograph(torch.zeros(4, 5, 6), PX, (100, 100), 1, defocus=1e4)
+
+
+def test_absolute_contrast_scale(template):
+    """The image integral of the contrast is the CTF's zero-frequency value (-A) times
+    2 * sigma_e * pixel_size * (sum of the potential): checks units and scaling."""
+    from difftm.physics.electron import interaction_constant
+
+    s = simulate_micrograph(template, PX, (400, 400), 1, defocus=8000.0, fluence=30.0,
+                            seed=2, shot_noise=False, amplitude_contrast=0.1)
+    contrast = s.noiseless.astype(np.float64) / s.params["mean_counts"] - 1.0
+    expected = -2.0 * 0.1 * interaction_constant(300.0) * PX * float(template.sum())
+    assert contrast.sum() == pytest.approx(expected, rel=0.02)
+    assert s.params["sigma_e"] == pytest.approx(interaction_constant(300.0))
