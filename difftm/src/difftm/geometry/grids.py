@@ -84,7 +84,7 @@ def orientation_grid(
     Returns:
         ``(N, 3)`` float64 ``(rot, tilt, psi)`` in degrees, RELION convention; rot and psi in
         [0, 360), tilt in [0, 180]; deterministic order (module docstring). C1 at 2.5/1.5
-        degrees gives 6,601 directions x 240 psi = 1,584,240 orientations.
+        degrees gives 6,600 directions x 240 psi = 1,584,000 orientations.
     """
     _check_steps(out_of_plane_step, in_plane_step)
     rt = sphere_directions(out_of_plane_step, symmetry)
