@@ -128,3 +128,11 @@ def test_exclusion_mask_radius() -> None:
     keep = exclusion_mask(m, 5.0, 4.0)
     assert not keep[20, 24] and keep[20, 25] and not keep[23, 22] and keep[23, 23]
     assert exclusion_mask(m, 50.0, 4.0).all()
+
+
+def test_exclusion_mask_equals_distance_transform() -> None:
+    m = np.random.default_rng(6).standard_normal((120, 90))
+    for radius in (0.0, 1.0, 2.5, 7.3):
+        for threshold in (2.0, 3.0):
+            expected = ndimage.distance_transform_edt(m < threshold) > radius
+            np.testing.assert_array_equal(exclusion_mask(m, threshold, radius), expected)

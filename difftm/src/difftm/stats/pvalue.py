@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import ndtri
-from scipy.stats import rankdata
 
 from difftm.stats.peaks import pick_peaks
 
@@ -56,14 +55,36 @@ def _check_inputs(zscore: np.ndarray, snr: np.ndarray) -> tuple[np.ndarray, np.n
     return z, s
 
 
+def _probit_with_knots(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probit of average ranks (flattened), plus the sorted distinct values and their probits.
+
+    One sort per variable: tie groups are runs of equal values in sorted order; a group that
+    occupies sorted positions s..e-1 (0-based) gets the average rank (s + 1 + e) / 2.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    n = x.size
+    order = np.argsort(x)
+    ordered = x[order]
+    starts_mask = np.empty(n, dtype=bool)
+    starts_mask[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts_mask[1:])
+    starts = np.flatnonzero(starts_mask)
+    ends = np.append(starts[1:], n)
+    group_probit = ndtri(((starts + 1 + ends) / 2.0 - 0.5) / n)
+    q = np.empty(n, dtype=np.float64)
+    if starts.size == n:  # no ties
+        q[order] = group_probit
+    else:
+        q[order] = group_probit[np.cumsum(starts_mask) - 1]
+    return q, ordered[starts], group_probit
+
+
 def probit_ranks(values: np.ndarray) -> np.ndarray:
     """Rank-based probit (inverse normal) transform, float64, same shape as ``values``.
 
     q = Phi^-1((r - 0.5) / n) with r the 1-based rank; ties get their average rank.
     """
-    x = np.asarray(values, dtype=np.float64)
-    ranks = rankdata(x.ravel(), method="average")
-    return ndtri((ranks - 0.5) / x.size).reshape(x.shape)
+    return _probit_with_knots(values)[0].reshape(np.shape(values))
 
 
 @dataclass(frozen=True)
@@ -144,11 +165,6 @@ class PValueModel:
         return np.where(inside, q1, np.nan), np.where(inside, q2, np.nan)
 
 
-def _knots(values: np.ndarray, probit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    knots, first = np.unique(values.ravel(), return_index=True)
-    return knots, probit.ravel()[first]
-
-
 def fit_pvalue_model(zscore: np.ndarray, snr: np.ndarray) -> PValueModel:
     """Fit the p-value model to the candidates' z-scores and SNRs (same shape, >= 3 values).
 
@@ -162,8 +178,8 @@ def fit_pvalue_model(zscore: np.ndarray, snr: np.ndarray) -> PValueModel:
 def _fit(zscore: np.ndarray, snr: np.ndarray) -> tuple[PValueModel, np.ndarray, np.ndarray]:
     """Fit the model; also return the probit arrays (flattened) of the inputs."""
     z, s = _check_inputs(zscore, snr)
-    q1 = probit_ranks(z).ravel()
-    q2 = probit_ranks(s).ravel()
+    q1, zk, zp = _probit_with_knots(z)
+    q2, sk, sp = _probit_with_knots(s)
     n = q1.size
     moments = np.array(
         [[q1 @ q1, q1 @ q2], [q1 @ q2, q2 @ q2]], dtype=np.float64
@@ -178,8 +194,6 @@ def _fit(zscore: np.ndarray, snr: np.ndarray) -> tuple[PValueModel, np.ndarray, 
         major = -major
     w = math.atan2(major[1], major[0])
     gamma = math.atan2(1.0, 0.5 * math.sin(2.0 * w) * (b / a - a / b))
-    zk, zp = _knots(z, q1)
-    sk, sp = _knots(s, q2)
     model = PValueModel(a=a, b=b, w=w, gamma=gamma, zscore_knots=zk, zscore_probit=zp,
                         snr_knots=sk, snr_probit=sp)
     return model, q1, q2
