@@ -74,9 +74,6 @@ class Correlator:
         # CC(p) = sum_u t(u) i(p + u - c) = CC_corner(p - c): a shift by c in real space.
         self.image = (prepared.spectrum.to(torch.complex128) * phase).to(torch.complex64)
         self.n_pixels_total = h * w
-        edge = torch.zeros((d, d), dtype=torch.bool, device=self.device)
-        edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
-        self._edge = edge
 
     @property
     def n_search(self) -> int:
@@ -92,11 +89,14 @@ class Correlator:
         slices = self.projector.project(self.rotations[uniq])  # (U, D, D//2+1)
         spec = slices[inverse] * self.filters[plane]
         t = torch.fft.irfft2(spec, s=(self.box, self.box))
-        t = t - t[:, self._edge].mean(dim=1)[:, None, None]
+        d = self.box
+        edge_sum = (t[:, 0, :].sum(1) + t[:, -1, :].sum(1) + t[:, 1:-1, 0].sum(1)
+                    + t[:, 1:-1, -1].sum(1))
+        t = t - (edge_sum / (4 * d - 4))[:, None, None]
         # zero-mean, unit-norm once zero-padded to the full micrograph
         n = float(self.n_pixels_total)
         s1 = t.sum(dim=(1, 2), dtype=torch.float64)
-        s2 = (t.double() ** 2).sum(dim=(1, 2))
+        s2 = (t * t).sum(dim=(1, 2), dtype=torch.float64)
         norm = torch.sqrt((s2 - s1 * s1 / n).clamp_min(1e-30)).to(t.dtype)
         return t / norm[:, None, None]
 

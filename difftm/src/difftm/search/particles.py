@@ -66,7 +66,7 @@ def call_particles(
         ``(table, summary)``: a plain-named table of all candidates with a boolean column
         ``called`` and one ``called_<metric>`` column per metric, sorted by descending score.
     """
-    from difftm.stats.gev import fit_gev, gev_threshold
+    from difftm.stats.gev import fit_gev_noise, gev_threshold
     from difftm.stats.peaks import pick_peaks
     from difftm.stats.pvalue import neg_log_pvalue
     from difftm.stats.threshold import erfc_threshold
@@ -96,8 +96,9 @@ def call_particles(
     table["defocus_v"] = md["defocus_v"] + table["defocus_offset"]
     table["defocus_angle"] = md["defocus_angle"]
 
-    noise = maps["zscore"][valid]
-    fit = fit_gev(noise)
+    fit = fit_gev_noise(np.where(valid, maps["zscore"], np.nan),
+                        exclusion_radius=max(min_distance, md["box"] / 2),
+                        n_false_positives=n_false_positives)
     t_gev = gev_threshold(fit, n_pix, n_false_positives)
     if len(table) >= 3:
         table["neg_log_p"] = neg_log_pvalue(table["zscore"].to_numpy(), table["snr"].to_numpy(),
