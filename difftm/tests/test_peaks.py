@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 import pytest
-from difftm.stats.peaks import local_maximum_mask, pick_peaks
 from scipy import ndimage
+
+from difftm.stats.peaks import local_maximum_mask, pick_peaks
 
 
 def _noise(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -123,5 +124,5 @@ def test_large_map_is_fast() -> None:
     peaks = pick_peaks(m, threshold=2.5, min_distance=10, border=16)
     elapsed = time.perf_counter() - start
     assert len(peaks) > 1000
-    assert elapsed < 5.0, elapsed
+    assert elapsed < 20.0, elapsed  # ~0.1 s unloaded; a per-pixel Python loop takes minutes
     assert _pairwise_min_distance(peaks[:2000]) >= 10

@@ -15,7 +15,8 @@ Definition used here (deterministic, documented so results can be compared):
 
 The suppression bookkeeping paints a disc into a boolean occupancy image per accepted peak, so
 the cost is O(number of candidates + accepted * min_distance^2) with O(1) checks per candidate;
-a 4096 x 4096 map with hundreds of thousands of local maxima takes about a second.
+a 4096 x 4096 map takes ~0.1 s at a detection threshold and a few seconds with no threshold
+(~1e5 accepted local maxima).
 """
 
 from __future__ import annotations

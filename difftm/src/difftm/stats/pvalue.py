@@ -3,8 +3,9 @@
 Algorithm (reimplemented from the paper's description, see docs / SCIENCE.md section 2):
 
 1. Each variable is probit transformed on its own: rank r in 1..n, u = (r - 0.5) / n,
-   q = sqrt(2) erfinv(2u - 1) = Phi^-1(u). Tied values get the average of their ranks (the
-   only choice that does not depend on input order); the reference data have no ties.
+   q = sqrt(2) erfinv(2u - 1) = Phi^-1(u). Tied values get the average of their ranks
+   (independent of input order, and a tie group keeps the mean probit of its ranks); the
+   reference data have no ties, so this choice is not constrained by them.
 2. Moment matrix without mean subtraction C = (1/n) sum [q1 q2]^T [q1 q2] with q1 = probit
    z-score and q2 = probit SNR; a = sqrt(largest eigenvalue), b = sqrt(smallest), u the major
    eigenvector (negated when both components are negative), w = atan2(u_y, u_x).
@@ -221,6 +222,9 @@ def candidates_all_pixels(maps: np.ndarray | list[np.ndarray], border: int = 0) 
     Args:
         maps: one 2D map or a sequence of same-shaped 2D maps (e.g. [zscore, snr]).
         border: pixels within this distance of an edge are excluded.
+
+    Note: a 4096 x 4096 map gives ~16.8M rows (268 MB of indices); prefer
+    :func:`candidates_local_maxima` unless every pixel is really wanted.
     """
     arrays = [np.asarray(maps)] if isinstance(maps, np.ndarray) else [np.asarray(m) for m in maps]
     if not arrays:
