@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from difftm.physics.ctf import ctf_2d, ctf_from_frequencies
 from difftm.physics.electron import electron_wavelength
 

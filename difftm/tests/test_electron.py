@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from difftm.physics.electron import (
     POTENTIAL_PER_SCATTERING_FACTOR,
     electron_wavelength,
