@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.special import ndtri
+
 from difftm.stats.pvalue import (
     candidates_all_pixels,
     candidates_local_maxima,
@@ -15,7 +17,6 @@ from difftm.stats.pvalue import (
     neg_log_pvalue,
     probit_ranks,
 )
-from scipy.special import ndtri
 
 
 def _shared_data() -> Path:

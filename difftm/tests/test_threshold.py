@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from difftm.stats.threshold import erfc_threshold, expected_false_positives
 from scipy.special import erfcinv
+
+from difftm.stats.threshold import erfc_threshold, expected_false_positives
 
 HOPF_C1_GRID = 1_584_480  # 2.5 deg out-of-plane, 1.5 deg in-plane
 
