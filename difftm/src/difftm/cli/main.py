@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
-_COMMAND_MODULES = ("info", "simulate", "fetch", "search", "peaks", "demo")
+_COMMAND_MODULES = ("simulate", "search", "peaks", "demo", "info", "fetch")
 
 for _name in _COMMAND_MODULES:
     try:
