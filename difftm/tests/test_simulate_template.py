@@ -125,6 +125,11 @@ def test_cli_bad_inputs(tmp_path):
                    "--fluence")
     one_line_error(run_cli(model, "--pixel-size", 1, "--box", 64,
                            "-o", tmp_path / "no_dir" / "t.mrc"), "no_dir")
+    one_line_error(run_cli(model, "--pixel-size", 1, "--box", 64, "-o", out, "--device",
+                           "gpu0"), "--device")
+    if not torch.cuda.is_available():
+        one_line_error(run_cli(model, "--pixel-size", 1, "--box", 64, "-o", out, "--device",
+                               "cuda"), "CUDA is not available")
     assert not out.exists()
 
 

@@ -71,6 +71,8 @@ def _template(
         torch_device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"--device {device!r} is not a torch device (auto, cpu, cuda)") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
 
     with console.status(f"reading {model.name}"):
         atoms = load_model(model, keep_ligands=keep_ligands)
