@@ -49,6 +49,8 @@ def test_search_then_peaks_writes_relion_star_and_csv(tmp_path):
     for (y, x), _ in PLANTS:
         assert (y, x) in found
     table = pd.read_csv(star.with_suffix(".csv"))
+    assert star.with_suffix(".html").exists()
+    assert (tmp_path / "particles_figures" / "survival.png").exists()
     for col in ("snr", "zscore", "neg_log_p", "called_zscore", "called_snr", "called_pvalue",
                 "called_gev", "mean", "sigma", "x_angstrom"):
         assert col in table.columns

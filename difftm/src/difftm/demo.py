@@ -173,28 +173,10 @@ def _progress_printer(log: Log) -> Callable[[int, int, float], None]:
 
 def _score_and_figures(folder, image, result, table, called, truth, s, call) -> dict:
     from difftm.evaluate import score_detections
-    from difftm.report.figures import plot_map, plot_micrograph_detections
-    from difftm.report.stats_figures import plot_snr_vs_zscore, plot_survival
-    from difftm.stats.pvalue import fit_pvalue_model
-    from difftm.stats.survival import survival_histogram
+    from difftm.report.search_report import search_figures
 
     score = score_detections(called, truth, max_distance=2.0)
-    radius = 0.35 * s.box
-    figs = {
-        "detections": plot_micrograph_detections(
-            image, called, folder / "detections.png", radius, truth=truth,
-            title=f"{len(called)} called (yellow), {len(truth)} planted (cyan)"),
-        "zscore": plot_map(result.maps["zscore"], folder / "zscore.png", "z-score map",
-                           "z-score"),
-    }
-    valid = result.valid_mask()
-    curve = survival_histogram(result.maps["zscore"][valid], result.metadata["n_search"])
-    figs["survival"] = plot_survival(curve, call.thresholds["zscore"], folder / "survival.png")
-    if len(table) >= 3:
-        model = fit_pvalue_model(table["zscore"].to_numpy(), table["snr"].to_numpy())
-        figs["snr_vs_zscore"] = plot_snr_vs_zscore(
-            table["snr"].to_numpy(), table["zscore"].to_numpy(), model,
-            table["called"].to_numpy(), call.thresholds["pvalue"], folder / "snr_vs_zscore.png")
+    figs = search_figures(folder, result, table, call, image=image, truth=truth)
     out = score.as_dict()
     out["line"] = score.line()
     out["calls"] = call.line()
@@ -208,6 +190,7 @@ def _score_and_figures(folder, image, result, table, called, truth, s, call) -> 
 
 def _write_html(output: Path, summary: dict) -> None:
     from difftm.report.html import Section, write_report
+    from difftm.report.search_report import CAPTIONS
 
     st = summary["settings"]
     sections = [Section(
@@ -221,12 +204,6 @@ def _write_html(output: Path, summary: dict) -> None:
             "for one expected false positive per micrograph.",
         ])]
     for name, sc in summary["scenarios"].items():
-        captions = {
-            "detections": "Micrograph (smoothed for display) with called particles and truth",
-            "zscore": "z-score map",
-            "survival": "Survival histogram: observed vs expected under noise",
-            "snr_vs_zscore": "SNR vs z-score of all candidates, p-value boundary",
-        }
         sections.append(Section(
             name.replace("_", " "),
             paragraphs=[sc["line"], sc["calls"]],
@@ -235,5 +212,5 @@ def _write_html(output: Path, summary: dict) -> None:
                   ("median angle error (deg)", f"{sc['median_angle_error_deg']:.2f}"),
                   ("search positions", f"{sc['n_search']:,}"),
                   ("search time (s)", f"{sc['search_seconds']:.1f}")],
-            figures=[(Path(p), captions.get(k, k)) for k, p in sc["figures"].items()]))
+            figures=[(Path(p), CAPTIONS.get(k, k)) for k, p in sc["figures"].items()]))
     write_report(output / "report.html", "difftm demo: 2DTM on planted micrographs", sections)

@@ -32,6 +32,10 @@ def _peaks(
         help="Exclude peaks within this many pixels of the edge [template half-box].")] = None,
     pvalue_region: Annotated[str, typer.Option(
         help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
+    report: Annotated[bool, typer.Option(
+        "--report/--no-report",
+        help="Also write <output>.html with figures (micrograph with detections, z-score "
+             "map, survival histogram, SNR vs z-score with the p-value boundary).")] = True,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
@@ -69,8 +73,25 @@ def _peaks(
     with atomic_output(csv_path, overwrite=overwrite) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     console.print(summary.line())
+    if report:
+        html_path = _write_report(Path(output), result, table, summary, pvalue_region, overwrite)
+        console.print(f"report: {html_path}")
     console.print(f"wrote {len(particles)} particles to {output} and all "
                   f"{len(table)} candidates to {csv_path}")
+
+
+def _write_report(output: Path, result, table, summary, region: str, overwrite: bool) -> Path:
+    from difftm.io.mrc import read_mrc
+    from difftm.report.html import write_report
+    from difftm.report.search_report import search_figures, search_section
+
+    mic = Path(str(result.metadata.get("micrograph", "")))
+    image = read_mrc(mic).data if mic.is_file() else None
+    figures = search_figures(output.parent / f"{output.stem}_figures", result, table, summary,
+                             image=image, pvalue_region=region)
+    section = search_section(mic.name or "micrograph", result, summary, figures)
+    return write_report(output.with_suffix(".html"), f"difftm peaks: {mic.name}", [section],
+                        overwrite=overwrite)
 
 
 def register(app: typer.Typer) -> None:
