@@ -118,24 +118,22 @@ def residue_shift_table(shifts: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index().sort_values("resid").reset_index(drop=True)
 
 
-def predict_unpaired(shifts: pd.DataFrame, ensemble: Ensemble | None = None,
-                     reference: tuple[np.ndarray, np.ndarray] | None = None, m: int = 5,
-                     maxit: int = 10, seed: int = 500) -> pd.DataFrame:
-    """Classifier P(unpaired) for each residue of a shift table.
+def impute_residues(shifts: pd.DataFrame,
+                    reference: tuple[np.ndarray, np.ndarray] | None = None, m: int = 5,
+                    maxit: int = 10, seed: int = 500) -> tuple[pd.DataFrame, np.ndarray]:
+    """Complete per-residue shift table of one RNA (missing shifts imputed).
 
     Args:
         shifts: long table from :func:`csrna.io.read_shifts`.
-        ensemble: networks (default: the shipped ensemble).
         reference: (shifts (N, 19), resnames (N,)) imputation population (default: the
             shipped copy of the published training table ``ss_table_0``).
         m, maxit, seed: imputation settings (published m = 5; maxit 100, here 10 by default,
             see docs/CSFOLD.md).
 
     Returns:
-        DataFrame with ``resid``, ``resname``, ``n_measured`` (of the 19 nuclei),
-        ``p_unpaired`` (ensemble mean) and ``p_model_k`` per member.
+        (table with ``resid``, ``resname`` and the 19 completed nuclei; (n,) number of
+        measured nuclei per residue).
     """
-    ensemble = ensemble if ensemble is not None else load_ensemble()
     if reference is None:
         ref_shifts, ref_names, _ = load_reference()
     else:
@@ -146,12 +144,46 @@ def predict_unpaired(shifts: pd.DataFrame, ensemble: Ensemble | None = None,
                                    m=m, maxit=maxit, seed=seed)
     complete = table[["resid", "resname"]].copy()
     complete[list(NUCLEI)] = filled
+    return complete, np.isfinite(values).sum(axis=1)
+
+
+def classify_residues(complete: pd.DataFrame, ensemble: Ensemble | None = None) -> pd.DataFrame:
+    """Ensemble P(unpaired) for a complete per-residue shift table.
+
+    Args:
+        complete: first output of :func:`impute_residues`.
+        ensemble: networks (default: the shipped ensemble).
+
+    Returns:
+        DataFrame with ``resid``, ``resname``, ``p_unpaired`` (mean over members) and
+        ``p_model_k`` per member.
+    """
+    ensemble = ensemble if ensemble is not None else load_ensemble()
     members = ensemble.predict_members(raw_features(neighbour_table(complete)))
-    out = table[["resid", "resname"]].copy()
-    out["n_measured"] = np.isfinite(values).sum(axis=1)
+    out = complete[["resid", "resname"]].reset_index(drop=True)
     out["p_unpaired"] = members.mean(axis=1)
     for k in range(members.shape[1]):
         out[f"p_model_{k + 1}"] = members[:, k]
+    return out
+
+
+def predict_unpaired(shifts: pd.DataFrame, ensemble: Ensemble | None = None,
+                     reference: tuple[np.ndarray, np.ndarray] | None = None, m: int = 5,
+                     maxit: int = 10, seed: int = 500) -> pd.DataFrame:
+    """Classifier P(unpaired) for each residue of a shift table (impute, then classify).
+
+    Args:
+        shifts: long table from :func:`csrna.io.read_shifts`.
+        ensemble: networks (default: the shipped ensemble).
+        reference, m, maxit, seed: see :func:`impute_residues`.
+
+    Returns:
+        DataFrame with ``resid``, ``resname``, ``n_measured`` (of the 19 nuclei),
+        ``p_unpaired`` (ensemble mean) and ``p_model_k`` per member.
+    """
+    complete, n_measured = impute_residues(shifts, reference, m=m, maxit=maxit, seed=seed)
+    out = classify_residues(complete, ensemble)
+    out.insert(2, "n_measured", n_measured)
     return out
 
 
