@@ -236,3 +236,13 @@ def test_memory_and_errors():
         proj.project(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="cube"):
         real_space_project(torch.zeros(4, 4, 5), torch.eye(3))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(blobs, rotations):
+    vol = blobs[2].float()
+    cpu = FourierSliceProjector(vol).project(rotations.float())
+    gpu = FourierSliceProjector(vol, device="cuda").project(rotations.float().cuda())
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4 * cpu.abs().max().item())

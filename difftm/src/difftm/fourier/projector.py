@@ -62,6 +62,9 @@ def _as_rotations(R: torch.Tensor, dtype: torch.dtype, device: torch.device) -> 
 class FourierSliceProjector:
     """Central-slice projector of one volume (pre-computes its padded 3D spectrum once).
 
+    Projections are differentiable w.r.t. the rotation matrices, not w.r.t. the volume
+    (it is detached).
+
     Args:
         volume: ``(D, D, D)`` real tensor/array ``[z, y, x]``, rotation centre at ``D // 2``.
         oversampling: padding factor of the 3D FFT (>= 1; 2 is accurate, 1 is 8x smaller).
@@ -84,7 +87,7 @@ class FourierSliceProjector:
         gridding_correction: bool = True,
         max_frequency: float = 0.5,
     ) -> None:
-        vol = torch.as_tensor(volume)
+        vol = torch.as_tensor(volume).detach()
         if vol.dim() != 3 or len(set(vol.shape)) != 1:
             raise ValueError(f"volume must be a cube (D, D, D), got shape {tuple(vol.shape)}")
         if vol.is_complex():
@@ -154,11 +157,14 @@ class FourierSliceProjector:
         q = torch.matmul(self._kplane, R[:, :2, :])
         flip = q[..., 0] < 0  # use F(-q) = conj(F(q)) on the stored half-spectrum
         q = torch.where(flip[..., None], -q, q)
-        grid = ((q + self._grid_offset) * self._grid_scale - 1.0)[None, None]  # (1,1,B,P,3)
+        grid = ((q + self._grid_offset) * self._grid_scale - 1.0)[:, None, None]  # (B,1,1,P,3)
+        # One batch entry per rotation against a stride-0 view of the spectrum (no copy): the
+        # CPU kernel parallelises over the batch dimension.
+        spectrum = self._spectrum.expand(R.shape[0], -1, -1, -1, -1)
         out = F.grid_sample(
-            self._spectrum, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-        )[0, :, 0]  # (2, B, P)
-        return torch.complex(out[0], torch.where(flip, -out[1], out[1]))
+            spectrum, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )[:, :, 0, 0]  # (B, 2, P)
+        return torch.complex(out[:, 0], torch.where(flip, -out[:, 1], out[:, 1]))
 
     def project(self, rotation_matrices) -> torch.Tensor:
         """Fourier transforms of the projections for a batch of rotations.
