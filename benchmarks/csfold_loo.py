@@ -201,11 +201,12 @@ def main(argv: list[str] | None = None) -> None:
         results = pd.read_pickle(args.cache)
     else:
         tasks = [(r, args.data, args.epochs) for r in rnas]
-        if args.workers > 1:
-            with ProcessPoolExecutor(args.workers) as pool:
-                results = list(pool.map(run_one, tasks))
-        else:
-            results = [run_one(t) for t in tasks]
+        results = []
+        with ProcessPoolExecutor(args.workers) as pool:
+            for k, res in enumerate(pool.map(run_one, tasks), start=1):
+                results.append(res)
+                print(f"# [{k}/{len(tasks)}] {res['rna']} {time.time() - start:.0f} s",
+                      file=sys.stderr, flush=True)
         if args.cache is not None:
             pd.to_pickle(results, args.cache)
     print(f"# {len(results)} RNAs, {time.time() - start:.0f} s, epochs={args.epochs}")

@@ -24,7 +24,7 @@ from csrna.features import (
     scale_features,
     scaling_stats,
 )
-from csrna.network import MLP, read_keras_h5, train_mlp
+from csrna.network import MLP, read_keras_h5, train_mlps
 from csrna.nuclei import NUCLEI
 
 ENSEMBLE_FILE = "csfold_ensemble.npz"
@@ -77,7 +77,7 @@ def train_ensemble(table: pd.DataFrame, n_models: int = N_MODELS, epochs: int = 
     mean, std = scaling_stats(raw)
     x = scale_features(raw, mean, std)
     y = table["class"].to_numpy(dtype=np.float64)
-    nets = [train_mlp(x, y, seed=seed + k, epochs=epochs) for k in range(n_models)]
+    nets = train_mlps(x, y, [seed + k for k in range(n_models)], epochs=epochs)
     return Ensemble(nets, mean, std)
 
 

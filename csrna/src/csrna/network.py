@@ -56,12 +56,23 @@ def init_mlp(n_in: int, rng: np.random.Generator, hidden: tuple[int, ...] = HIDD
 
 def train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60, batch_size: int = 32,
               learning_rate: float = 1e-3, dropout: float = 0.1, max_norm: float = 3.0) -> MLP:
-    """Train one network with Adam on binary cross-entropy.
+    """Train one network with Adam on binary cross-entropy (see :func:`train_mlps`)."""
+    return train_mlps(x, y, [seed], epochs, batch_size, learning_rate, dropout, max_norm)[0]
+
+
+def train_mlps(x: np.ndarray, y: np.ndarray, seeds: list[int], epochs: int = 60,
+               batch_size: int = 32, learning_rate: float = 1e-3, dropout: float = 0.1,
+               max_norm: float = 3.0) -> list[MLP]:
+    """Train independent networks, one per seed, with Adam on binary cross-entropy.
+
+    The networks are trained side by side as stacked arrays (same result as training them
+    one after the other: each has its own generator for initialisation, shuffling and
+    dropout), which keeps the numpy overhead per step shared.
 
     Args:
         x: (n, n_in) scaled features.
         y: (n,) labels 0/1.
-        seed: seed of initialisation, shuffling and dropout.
+        seeds: one seed per network.
         epochs: passes over the data.
         batch_size: mini-batch size.
         learning_rate: Adam step size (betas 0.9/0.999, eps 1e-7 as Keras).
@@ -69,23 +80,33 @@ def train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60, batch_s
         max_norm: max-norm constraint on the incoming weights of each hidden unit.
 
     Returns:
-        The trained :class:`MLP`.
+        The trained networks, in seed order.
     """
-    rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    net = init_mlp(x.shape[1], rng)
-    params = [p for pair in zip(net.kernels, net.biases, strict=True) for p in pair]
+    rngs = [np.random.default_rng(s) for s in seeds]
+    inits = [init_mlp(x.shape[1], r) for r in rngs]
+    n_layers = len(inits[0].kernels)
+    # stacked parameters: kernels (k, in, out), biases (k, 1, out)
+    params = []
+    for layer in range(n_layers):
+        params.append(np.stack([m.kernels[layer] for m in inits]))
+        params.append(np.stack([m.biases[layer] for m in inits])[:, None, :])
     m1 = [np.zeros_like(p) for p in params]
     m2 = [np.zeros_like(p) for p in params]
     b1, b2, eps = 0.9, 0.999, 1e-7
     step = 0
     n = len(y)
     for _ in range(epochs):
-        perm = rng.permutation(n)
+        perms = np.stack([r.permutation(n) for r in rngs])
         for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            grads = _gradients(net, x[idx], y[idx], dropout, rng)
+            idx = perms[:, start : start + batch_size]
+            masks = None
+            if dropout > 0:
+                width = params[-2].shape[1]
+                masks = np.stack([(r.random((idx.shape[1], width)) >= dropout)
+                                  for r in rngs]) / (1.0 - dropout)
+            grads = _stacked_gradients(params, x[idx], y[idx], masks)
             step += 1
             lr = learning_rate * np.sqrt(1 - b2**step) / (1 - b1**step)
             for p, g, a, v in zip(params, grads, m1, m2, strict=True):
@@ -94,33 +115,50 @@ def train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60, batch_s
                 v *= b2
                 v += (1 - b2) * g * g
                 p -= lr * a / (np.sqrt(v) + eps)
-            for w in net.kernels[:-1]:
-                norms = np.sqrt((w * w).sum(axis=0))
+            for w in params[0:-2:2]:
+                norms = np.sqrt((w * w).sum(axis=1, keepdims=True))
                 w *= np.minimum(1.0, max_norm / np.maximum(norms, 1e-12))
-    return net
+    return [MLP([params[2 * L][k].copy() for L in range(n_layers)],
+                [params[2 * L + 1][k, 0].copy() for L in range(n_layers)])
+            for k in range(len(seeds))]
+
+
+def _stacked_gradients(params: list[np.ndarray], x: np.ndarray, y: np.ndarray,
+                       masks: np.ndarray | None) -> list[np.ndarray]:
+    """Mean-BCE gradients of stacked networks; x (k, b, in), y (k, b), masks (k, b, h)."""
+    kernels, biases = params[0::2], params[1::2]
+    acts = [x]
+    h = x
+    for w, b in zip(kernels[:-1], biases[:-1], strict=True):
+        h = np.maximum(h @ w + b, 0.0)
+        acts.append(h)
+    hd = h * masks if masks is not None else h
+    p = _sigmoid((hd @ kernels[-1] + biases[-1])[..., 0])
+    delta = ((p - y) / y.shape[1])[..., None]  # d(mean BCE)/dz, (k, b, 1)
+    grads_w = [hd.transpose(0, 2, 1) @ delta]
+    grads_b = [delta.sum(axis=1, keepdims=True)]
+    delta = delta @ kernels[-1].transpose(0, 2, 1)
+    if masks is not None:
+        delta = delta * masks
+    for k in range(len(kernels) - 2, -1, -1):
+        delta = delta * (acts[k + 1] > 0)
+        grads_w.insert(0, acts[k].transpose(0, 2, 1) @ delta)
+        grads_b.insert(0, delta.sum(axis=1, keepdims=True))
+        if k:
+            delta = delta @ kernels[k].transpose(0, 2, 1)
+    return [g for pair in zip(grads_w, grads_b, strict=True) for g in pair]
 
 
 def _gradients(net: MLP, x: np.ndarray, y: np.ndarray, dropout: float,
                rng: np.random.Generator) -> list[np.ndarray]:
-    acts = [x]
-    h = x
-    for w, b in zip(net.kernels[:-1], net.biases[:-1], strict=True):
-        h = np.maximum(h @ w + b, 0.0)
-        acts.append(h)
-    mask = (rng.random(h.shape) >= dropout) / (1.0 - dropout) if dropout > 0 else 1.0
-    hd = h * mask
-    p = _sigmoid((hd @ net.kernels[-1] + net.biases[-1])[:, 0])
-    delta = ((p - y) / len(y))[:, None]  # d(mean BCE)/dz
-    grads_w = [hd.T @ delta]
-    grads_b = [delta.sum(axis=0)]
-    delta = (delta @ net.kernels[-1].T) * mask
-    for k in range(len(net.kernels) - 2, -1, -1):
-        delta = delta * (acts[k + 1] > 0)
-        grads_w.insert(0, acts[k].T @ delta)
-        grads_b.insert(0, delta.sum(axis=0))
-        if k:
-            delta = delta @ net.kernels[k].T
-    return [g for pair in zip(grads_w, grads_b, strict=True) for g in pair]
+    """Gradients of one network (no dropout when ``dropout`` is 0); used by the tests."""
+    params = [p[None] if p.ndim == 2 else p[None, None]
+              for pair in zip(net.kernels, net.biases, strict=True) for p in pair]
+    masks = None
+    if dropout > 0:
+        masks = (rng.random((1, len(y), net.kernels[-1].shape[0])) >= dropout) / (1 - dropout)
+    grads = _stacked_gradients(params, x[None], y[None], masks)
+    return [g[0] if i % 2 == 0 else g[0, 0] for i, g in enumerate(grads)]
 
 
 def read_keras_h5(path: str | Path) -> MLP:
