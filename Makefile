@@ -29,6 +29,9 @@ test: $(STAMP)
 	cd difftm && ../$(PY) -m pytest -q
 	cd csrna && ../$(PY) -m pytest -q
 
+test-gpu: $(STAMP)
+	cd difftm && ../$(PY) -m pytest -q -m gpu
+
 test-slow: $(STAMP)
 	cd difftm && ../$(PY) -m pytest -q -m slow
 	cd csrna && ../$(PY) -m pytest -q -m slow

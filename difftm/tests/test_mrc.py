@@ -9,6 +9,7 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
+
 from difftm.io.mrc import read_mrc, read_mrc_header, write_mrc
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

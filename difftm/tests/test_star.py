@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+
 from difftm.io.star import (
     make_optics_table,
     make_particles_table,

@@ -57,6 +57,13 @@ def _search(
         help="Batches per checkpointed chunk [about 2% of the search].")] = None,
     overwrite: Annotated[bool | None, typer.Option(
         "--overwrite", help="Replace another run's results in the output folder.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Distribute with Dask: 'local' (all GPUs/cores of this machine) or a scheduler "
+             "address such as tcp://host:8786 (e.g. from dask-jobqueue on SLURM).")] = None,
+    n_workers: Annotated[int | None, typer.Option(
+        help="Workers of a local Dask cluster [GPUs, or cores / 2].")] = None,
+    n_parts: Annotated[int | None, typer.Option(
+        help="Parts of a distributed search [4 per worker].")] = None,
 ) -> None:
     """Search a micrograph for a template over orientations and defocus planes.
 
@@ -74,7 +81,8 @@ def _search(
         out_of_plane_step=out_of_plane_step, in_plane_step=in_plane_step, symmetry=symmetry,
         defocus_range=defocus_range, defocus_step=defocus_step, highpass=highpass,
         lowpass=lowpass, whiten=whiten, device=device, batch_size=batch_size,
-        chunk_batches=chunk_batches, overwrite=overwrite,
+        chunk_batches=chunk_batches, overwrite=overwrite, scheduler=scheduler,
+        n_workers=n_workers, n_parts=n_parts,
     )
     cfg = load_config(config, overrides)
     for path in (cfg.micrograph, cfg.template):
@@ -105,12 +113,32 @@ def _search(
         rate_o = max(done - first, 1) / max(seconds, 1e-9) / state["n_def"]
         progress.update(task, completed=done, rate=f"{rate_o:,.1f} orient/s")
 
-    with progress:
-        result = run_search(cfg, progress=on_progress, on_plan=on_plan)
+    if cfg.scheduler is not None or cfg.n_parts is not None:
+        result = _run_distributed(cfg)
+    else:
+        with progress:
+            result = run_search(cfg, progress=on_progress, on_plan=on_plan)
     md = result.metadata
     console.print(
         f"done: {md['n_search']:,} search positions, max SNR {result.maps['snr'].max():.2f}, "
         f"max z-score {result.maps['zscore'].max():.2f}; results in {cfg.output}")
+
+
+def _run_distributed(cfg):
+    from difftm.search.distributed import run_search_distributed
+
+    progress = Progress(TextColumn("[bold]searching (parts)"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} parts"), TimeElapsedColumn(),
+                        TextColumn("left"), TimeRemainingColumn(), console=console)
+    with progress:
+        task = progress.add_task("parts", total=None)
+
+        def on_progress(done: int, total: int, seconds: float) -> None:
+            progress.update(task, completed=done, total=total)
+
+        sched = None if cfg.scheduler in (None, "none") else cfg.scheduler
+        return run_search_distributed(cfg, scheduler=sched, n_parts=cfg.n_parts,
+                                      n_workers=cfg.n_workers, progress=on_progress)
 
 
 def register(app: typer.Typer) -> None:

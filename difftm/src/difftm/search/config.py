@@ -48,6 +48,11 @@ class SearchConfig(BaseModel):
         None, ge=1, description="Batches per checkpointed chunk (default: ~2% of the search).")
     projector_oversampling: int = Field(2, ge=1, le=4, description="Fourier-slice padding.")
     overwrite: bool = Field(False, description="Replace another run's results in --output.")
+    scheduler: str | None = Field(
+        None, description="Dask: 'local' (LocalCluster) or a scheduler address; None = "
+                          "this process.")
+    n_workers: int | None = Field(None, ge=1, description="Workers of a local Dask cluster.")
+    n_parts: int | None = Field(None, ge=1, description="Parts of a distributed search.")
 
     @field_validator("symmetry")
     @classmethod
@@ -74,7 +79,8 @@ class SearchConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of every field that changes the result (not output, device, batching)."""
-        skip = {"output", "device", "batch_size", "chunk_batches", "overwrite"}
+        skip = {"output", "device", "batch_size", "chunk_batches", "overwrite", "scheduler",
+                "n_workers", "n_parts"}
         data = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
         for key in ("micrograph", "template"):
             path = Path(data[key])

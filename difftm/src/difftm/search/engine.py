@@ -24,7 +24,7 @@ from difftm.geometry.euler import euler_to_matrix
 from difftm.geometry.grids import orientation_grid
 from difftm.search.accumulator import Accumulator
 from difftm.search.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from difftm.search.config import SearchConfig
+from difftm.search.config import SearchConfig, load_config
 from difftm.search.device import plan_batch_size, resolve_device
 from difftm.search.preprocess import prepare_micrograph, template_filter
 from difftm.search.results import BUNDLE_NAME, MAP_NAMES, SearchResult, load_results
@@ -101,6 +101,8 @@ def prepare_output(cfg: SearchConfig, fingerprint: str) -> None:
                 "choose another --output or pass --overwrite")
         for name in OWNED_FILES:
             (out / name).unlink(missing_ok=True)
+        for part in (out / "parts").glob("part_*.npz"):
+            part.unlink()
 
 
 def _folder_fingerprint(out: Path) -> str | None:
@@ -113,6 +115,11 @@ def _folder_fingerprint(out: Path) -> str | None:
     state = load_checkpoint(out) if (out / CHECKPOINT_NAME).exists() else None
     if state is not None:
         return state[2]
+    if (out / "config.yaml").exists():
+        try:
+            return load_config(out / "config.yaml", {}).fingerprint()
+        except (ValueError, FileNotFoundError):
+            return "unknown"
     if any((out / n).exists() for n in OWNED_FILES):
         return "unknown"
     return None
