@@ -228,6 +228,7 @@ def test_memory_and_errors():
     proj = FourierSliceProjector(torch.zeros(16, 16, 16), oversampling=2)
     assert proj.padded_size == 32
     assert proj.memory_bytes == 2 * 34 * 34 * 17 * 4
+    assert proj.project(torch.zeros(0, 3, 3)).shape == (0, 16, 9)
     with pytest.raises(ValueError, match="cube"):
         FourierSliceProjector(torch.zeros(8, 8, 9))
     with pytest.raises(ValueError, match="oversampling"):

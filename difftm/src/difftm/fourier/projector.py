@@ -29,7 +29,7 @@ only for particles well inside the box (diameter <= D/2); the correction then ma
 
 Memory (float32): the stored spectrum takes ``8 (N + 2)^2 (N/2 + 1)`` bytes: D=128, os=2:
 ~70 MB; D=256, os=2: ~0.54 GB; D=512, os=2: ~4.3 GB (os=1: ~0.54 GB). Building it needs
-about twice that transiently. Each batch of ``B`` projections adds ``~B D (D/2+1) * 40``
+about three times that transiently. Each batch of ``B`` projections adds ``~B D (D/2+1) * 50``
 bytes (grid and output).
 """
 
@@ -43,11 +43,6 @@ import torch.nn.functional as F
 from difftm.fourier.padding import pad_to
 
 __all__ = ["FourierSliceProjector", "real_space_project"]
-
-
-def _sinc(x: torch.Tensor) -> torch.Tensor:
-    """Normalised sinc, sin(pi x) / (pi x)."""
-    return torch.sinc(x)
 
 
 def _as_rotations(R: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -112,7 +107,7 @@ class FourierSliceProjector:
         vol = vol.to(device=self.device, dtype=dtype)
         if gridding_correction:
             r = torch.arange(D, device=self.device, dtype=dtype) - D // 2
-            w = _sinc(r / N) ** 2
+            w = torch.sinc(r / N) ** 2  # normalised sinc, sin(pi x) / (pi x)
             vol = vol / (w[:, None, None] * w[None, :, None] * w[None, None, :])
         padded = pad_to(vol, (N, N, N))
         del vol
@@ -157,14 +152,25 @@ class FourierSliceProjector:
         q = torch.matmul(self._kplane, R[:, :2, :])
         flip = q[..., 0] < 0  # use F(-q) = conj(F(q)) on the stored half-spectrum
         q = torch.where(flip[..., None], -q, q)
-        grid = ((q + self._grid_offset) * self._grid_scale - 1.0)[:, None, None]  # (B,1,1,P,3)
-        # One batch entry per rotation against a stride-0 view of the spectrum (no copy): the
-        # CPU kernel parallelises over the batch dimension.
-        spectrum = self._spectrum.expand(R.shape[0], -1, -1, -1, -1)
+        grid = ((q + self._grid_offset) * self._grid_scale - 1.0).reshape(-1, 3)
+        # The CPU kernel of grid_sample parallelises over its batch dimension only: split the
+        # points into one batch entry per thread, against a stride-0 view of the spectrum.
+        chunks = 1 if grid.device.type != "cpu" else max(1, min(torch.get_num_threads(), 64))
+        n_points = grid.shape[0]
+        per_chunk = -(-n_points // chunks) if n_points else 0
+        if per_chunk * chunks != n_points:
+            grid = F.pad(grid, (0, 0, 0, per_chunk * chunks - n_points))
+        spectrum = self._spectrum.expand(chunks, -1, -1, -1, -1)
         out = F.grid_sample(
-            spectrum, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-        )[:, :, 0, 0]  # (B, 2, P)
-        return torch.complex(out[:, 0], torch.where(flip, -out[:, 1], out[:, 1]))
+            spectrum,
+            grid.reshape(chunks, 1, 1, per_chunk, 3),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        )  # (chunks, 2, 1, 1, per_chunk)
+        out = out[:, :, 0, 0].permute(1, 0, 2).reshape(2, -1)[:, :n_points]
+        out = out.reshape(2, R.shape[0], self._kplane.shape[0])  # (2, B, P)
+        return torch.complex(out[0], torch.where(flip, -out[1], out[1]))
 
     def project(self, rotation_matrices) -> torch.Tensor:
         """Fourier transforms of the projections for a batch of rotations.
