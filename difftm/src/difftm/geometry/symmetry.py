@@ -169,6 +169,11 @@ def in_asymmetric_unit(directions: torch.Tensor, symbol: str) -> torch.Tensor:
         return torch.ones(d.shape[0], dtype=torch.bool, device=d.device)
     S = symmetry_matrices(symbol, device=d.device)
     p0, p1 = (p.to(d.device) for p in _reference_directions(family, n))
+    chunks = [_select(c, S, p0, p1) for c in d.split(16384)]  # bounded (chunk, G, 3) memory
+    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.bool, device=d.device)
+
+
+def _select(d: torch.Tensor, S: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
     orbit = torch.einsum("gij,nj->ngi", S, d)  # (N, G, 3)
     s0 = orbit @ p0
     s1 = orbit @ p1
