@@ -3,10 +3,11 @@
 SO(3) is sampled as (viewing direction on the sphere) x (in-plane angle psi): directions on
 latitude rings ``tilt = i * dt`` (``dt`` = 180 / round(180 / step)) carrying
 ``round(360 sin(tilt) / dt)`` equally spaced ``rot`` values starting half a spacing after 0
-(one point, rot = 0, at each pole), so that
-every direction covers about ``step^2`` steradians (``4 pi / step^2`` directions in all: 6,600
-for 2.5 degrees); each direction is combined with ``psi = j * 360 / round(360 / in_plane_step)``.
-This is the ring scheme cisTEM uses. With symmetry, only directions in one asymmetric unit
+(one point, rot = 0, at each pole), so that every direction covers about ``step^2``
+steradians (``4 pi / step^2`` directions in all: 6,600 for 2.5 degrees); each direction is
+combined with ``psi = j * 360 / round(360 / in_plane_step)``. A latitude-ring scheme like
+cisTEM's (whose 2.5/1.5 degree C1 search has 1,584,480 orientations; this one 1,584,000).
+With symmetry, only directions in one asymmetric unit
 (:func:`difftm.geometry.symmetry.in_asymmetric_unit`) are kept, about ``1/|G|`` of them.
 
 Order: directions by increasing tilt, then increasing rot; psi varies fastest.
