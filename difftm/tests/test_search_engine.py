@@ -66,18 +66,21 @@ def test_planted_templates_are_found_at_their_centres_and_poses(tmp_path):
 def test_results_do_not_depend_on_batch_size_or_chunking_and_resume_is_exact(tmp_path):
     image, vol, _ = _planted(tmp_path, seed=1)
     mic, tpl = write_inputs(tmp_path, image, vol, PX)
-    one = run_search(_config(tmp_path, mic, tpl, "b1", batch_size=1, chunk_batches=10_000))
-    many = run_search(_config(tmp_path, mic, tpl, "b16", batch_size=16, chunk_batches=3))
+    coarse = dict(out_of_plane_step=45.0, in_plane_step=40.0)
+    one = run_search(_config(tmp_path, mic, tpl, "b1", batch_size=1, chunk_batches=10_000,
+                             **coarse))
+    many = run_search(_config(tmp_path, mic, tpl, "b16", batch_size=5, chunk_batches=3,
+                              **coarse))
     np.testing.assert_array_equal(one.best_index, many.best_index)
     for name in ("snr", "zscore", "mean", "sigma"):
         np.testing.assert_allclose(one.maps[name], many.maps[name], rtol=1e-4, atol=1e-4)
     # crash after 2 chunks, then resume with the same command: identical to uninterrupted
-    cfg = _config(tmp_path, mic, tpl, "crash", batch_size=16, chunk_batches=3)
+    cfg = _config(tmp_path, mic, tpl, "crash", batch_size=5, chunk_batches=3, **coarse)
     with pytest.raises(SearchInterrupted):
         run_search(cfg, stop_after_chunks=2)
     assert (tmp_path / "crash" / "checkpoint.npz").exists()
     resumed = run_search(cfg)
-    assert resumed.metadata["timings"]["resumed_from"] == 2 * 3 * 16
+    assert resumed.metadata["timings"]["resumed_from"] == 2 * 3 * 5
     for name in many.maps:
         np.testing.assert_array_equal(resumed.maps[name], many.maps[name])
     np.testing.assert_array_equal(resumed.best_index, many.best_index)
@@ -90,7 +93,7 @@ def test_defocus_planes_and_flatfield_maps(tmp_path):
     vol = blob_volume(24, seed=11)
     mic, tpl = write_inputs(tmp_path, white_noise((128, 176), 5), vol, PX)
     res = run_search(_config(tmp_path, mic, tpl, defocus_range=400.0, defocus_step=200.0,
-                             batch_size=8))
+                             batch_size=8, out_of_plane_step=45.0, in_plane_step=45.0))
     assert res.metadata["n_defocus"] == 5
     assert res.metadata["n_search"] == 5 * res.metadata["n_orientations"]
     offsets = set(np.unique(res.maps["defocus_offset"][res.valid_mask()]).tolist())
