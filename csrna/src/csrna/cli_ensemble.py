@@ -1,0 +1,217 @@
+"""``csrna reweight``, ``csrna bme`` and ``csrna annotate`` (CS-BME and CS-Annotate)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+_err = Console(stderr=True)
+_out = Console()
+
+THETA_HELP = (
+    "Regularisation strength theta in standardised units (larger = stay closer to the "
+    "prior), or 'auto' to choose it by 5-fold cross-validation over the observables."
+)
+
+_H0 = "BME experimental file ('# DATA=CS PRIOR=GAUSS'; rows: index value error)."
+_H1 = (
+    "BME simulated file: one row per conformer, label then one column per experimental row."
+)
+_H2 = "Weights CSV to write (header structure,weight)."
+_H3 = "Measured shifts: 'resname resid nucleus shift [error]' table or BMRB NMR-STAR."
+_H4 = "RNA sequence, or a FASTA file."
+_H5 = "Output directory."
+_H6 = "Directory of CT files to use as the library (instead of ViennaRNA sampling)."
+_H7 = "Boltzmann samples (stochastic backtracking) for the library."
+_H8 = "Suboptimal folds within this many kcal/mol of the MFE."
+_H9 = "Random seed of the sampling."
+_H10 = "Measured shifts: 'resname resid nucleus shift [error]' table or BMRB NMR-STAR."
+_H11 = "CSV table to write."
+
+
+def _user_errors(func):
+    """Turn ValueError/FileNotFoundError into one red line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _parse_theta(value: str) -> float | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        theta = float(value)
+    except ValueError:
+        raise ValueError(f"--theta must be a positive number or 'auto', got {value!r}") from None
+    if not np.isfinite(theta) or theta <= 0:
+        raise ValueError(f"--theta must be a positive number or 'auto', got {value!r}")
+    return theta
+
+
+def _report(result) -> None:
+    _out.print(
+        f"theta = {result.theta:.4g}   chi2 before = {result.chi2_before:.4f}   "
+        f"chi2 after = {result.chi2_after:.4f}   phi = {result.phi:.4f}",
+        highlight=False,
+    )
+
+
+@_user_errors
+def reweight(
+    experimental: Annotated[Path, typer.Argument(help=_H0)],
+    simulated: Annotated[Path, typer.Argument(help=_H1)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=_H2)],
+    theta: Annotated[str, typer.Option(help=THETA_HELP)] = "auto",
+) -> None:
+    """Reweight a conformer ensemble against experimental data (Bayesian/maximum entropy).
+
+    The weights CSV has one row per conformer in input order; `structure` is the label in
+    the first column of the simulated file (in the CS-BME files: the 0-based conformer index).
+    Prints chi^2 before/after and the effective fraction phi = exp(-S_KL).
+
+    Example: csrna reweight exp.dat sim.dat --theta 1 --output weights.csv
+    """
+    from csrna.bme import fit
+    from csrna.bme_io import read_bme_experimental, read_bme_simulated, write_weights
+
+    th = _parse_theta(theta)
+    _, values, errors = read_bme_experimental(experimental)
+    labels, calc = read_bme_simulated(simulated)
+    if calc.shape[1] != values.size:
+        raise ValueError(
+            f"{simulated}: {calc.shape[1]} observables per conformer but {experimental} has "
+            f"{values.size} rows"
+        )
+    result = fit(calc, values, errors, theta=th)
+    write_weights(output, labels, result.weights)
+    _report(result)
+    _out.print(f"top structure: {labels[int(np.argmax(result.weights))]} "
+               f"(weight {result.weights.max():.3f}); weights -> {output}", highlight=False)
+
+
+@_user_errors
+def bme(
+    shifts: Annotated[Path, typer.Argument(help=_H3)],
+    sequence: Annotated[str, typer.Option("--sequence", "-s", help=_H4)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=_H5)],
+    library: Annotated[Path | None, typer.Option(help=_H6)] = None,
+    theta: Annotated[str, typer.Option(help=THETA_HELP)] = "auto",
+    samples: Annotated[int, typer.Option(help=_H7)] = 1000,
+    subopt_delta: Annotated[float, typer.Option(help=_H8)] = 2.0,
+    seed: Annotated[int, typer.Option(help=_H9)] = 0,
+) -> None:
+    """CS-BME: ensemble of secondary structures reweighted by measured chemical shifts.
+
+    Builds (or reads) a library, predicts the shifts of every structure from its secondary
+    structure, matches them to the measured shifts (by residue number and nucleus) and
+    reweights. Writes to OUTPUT: library.csv (structure, source, energy, prior, weight,
+    dot_bracket), weights.csv (structure,weight), predicted_shifts.csv, top_structure.ct,
+    top_structure.dbn and pair_probabilities.png.
+
+    Example: csrna bme shifts.dat --sequence GGUAGUUUUGGCAUGACUCUACC --output out/
+    """
+    import pandas as pd
+
+    from csrna.bme import fit
+    from csrna.bme_io import write_weights
+    from csrna.cli_fold import resolve_sequence
+    from csrna.ensemble import (
+        match_observables,
+        pair_probability_matrix,
+        plot_pair_probabilities,
+        predict_library,
+    )
+    from csrna.io import read_shifts, write_ct, write_dot_bracket
+    from csrna.library import read_ct_library, sample_library
+    from csrna.shiftpred import ShiftPredictor
+
+    th = _parse_theta(theta)
+    seq = resolve_sequence(sequence)
+    measured = read_shifts(shifts)
+    if library is not None:
+        seq, conformers = read_ct_library(library, seq)
+    else:
+        with _err.status("sampling structures with ViennaRNA"):
+            conformers = sample_library(seq, n_samples=samples, subopt_delta=subopt_delta,
+                                        seed=seed)
+    names = [c.name for c in conformers]
+    predictor = ShiftPredictor.load()
+    with Progress(console=_err, transient=True) as bar:
+        task = bar.add_task("predicting shifts", total=len(conformers))
+        predicted = predict_library(seq, conformers, predictor,
+                                    progress=lambda k: bar.advance(task, k))
+    data, calc = match_observables(measured, predicted, names, source=str(shifts))
+    result = fit(calc, data["shift"].to_numpy(), data["sigma"].to_numpy(), theta=th)
+
+    output.mkdir(parents=True, exist_ok=True)
+    predicted.to_csv(output / "predicted_shifts.csv", index=False, float_format="%.4f")
+    write_weights(output / "weights.csv", names, result.weights)
+    pd.DataFrame({
+        "structure": names,
+        "source": [c.source for c in conformers],
+        "energy": [c.energy for c in conformers],
+        "prior": result.prior,
+        "weight": result.weights,
+        "dot_bracket": [c.dot_bracket(len(seq)) for c in conformers],
+    }).to_csv(output / "library.csv", index=False, float_format="%.6g")
+    top = int(np.argmax(result.weights))
+    label = f"{names[top]} CS-BME weight={result.weights[top]:.4f}"
+    write_ct(output / "top_structure.ct", seq, conformers[top].pairs, label)
+    write_dot_bracket(output / "top_structure.dbn", seq, conformers[top].pairs, label)
+    n = len(seq)
+    plot_pair_probabilities(
+        output / "pair_probabilities.png",
+        pair_probability_matrix(conformers, result.prior, n),
+        pair_probability_matrix(conformers, result.weights, n),
+        seq,
+    )
+    _out.print(f"{len(conformers)} structures, {len(data)} matched shifts", highlight=False)
+    _report(result)
+    _out.print(f"top structure {names[top]} (weight {result.weights[top]:.3f}): "
+               f"{conformers[top].dot_bracket(n)}", highlight=False)
+    _out.print(f"results -> {output}", highlight=False)
+
+
+@_user_errors
+def annotate(
+    shifts: Annotated[Path, typer.Argument(help=_H10)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=_H11)],
+) -> None:
+    """CS-Annotate: per-nucleotide structural annotations from chemical shifts.
+
+    For every residue with shifts: probabilities of solvent exposure (sasa), stacking with a
+    sequence neighbour (astack), non-neighbour stacking (nastack), base pairing (pair), syn
+    glycosidic torsion (syn_anti) and the six sugar-pucker classes, plus the most likely
+    pucker. Missing shifts are filled with training means per residue type (column
+    n_measured says how many of the 19 nuclei were measured).
+
+    Example: csrna annotate shifts.dat --output annotations.csv
+    """
+    from csrna.annotate import annotate_shifts
+    from csrna.io import read_shifts
+
+    table = annotate_shifts(read_shifts(shifts))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(output, index=False)
+    _out.print(f"{len(table)} residues annotated -> {output}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reweight``, ``bme`` and ``annotate`` to the ``csrna`` application."""
+    app.command("reweight")(reweight)
+    app.command("bme")(bme)
+    app.command("annotate")(annotate)
