@@ -32,6 +32,9 @@ def _peaks(
         help="Exclude peaks within this many pixels of the edge [template half-box].")] = None,
     pvalue_region: Annotated[str, typer.Option(
         help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
+    pvalue_candidates: Annotated[str, typer.Option(
+        help="Population the p-value is fitted on: maxima (local maxima of the z-score map) "
+             "or all (every searched pixel).")] = "maxima",
     report: Annotated[bool, typer.Option(
         "--report/--no-report",
         help="Also write <output>.html with figures (micrograph with detections, z-score "
@@ -66,7 +69,8 @@ def _peaks(
     result = load_results(results)
     table, summary = call_particles(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
-        min_distance=min_distance, border=border, pvalue_region=pvalue_region)  # type: ignore[arg-type]
+        min_distance=min_distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
+        pvalue_candidates=pvalue_candidates)  # type: ignore[arg-type]
     optics, particles = particles_star_tables(
         table, result, micrograph_name=str(result.metadata.get("micrograph", "")))
     write_particles_star(output, particles, optics, overwrite=overwrite)

@@ -48,6 +48,7 @@ def call_particles(
     border: int | None = None,
     pvalue_region: Literal["q1", "q3"] = "q1",
     pvalue_cutoff: float = 8.0,
+    pvalue_candidates: Literal["maxima", "all"] = "maxima",
 ) -> tuple[pd.DataFrame, CallSummary]:
     """Pick candidates, score them with every metric and call particles with one.
 
@@ -61,6 +62,9 @@ def call_particles(
         border: pixels excluded at the edges (None: the template half-box).
         pvalue_region: region of the p-value (q1: both positive; q3: either positive).
         pvalue_cutoff: default -ln p cutoff.
+        pvalue_candidates: population the p-value model is fitted on: ``maxima`` (the
+            local maxima of the z-score map, i.e. the candidates of this table) or ``all``
+            (every searched pixel); candidates are scored with that model.
 
     Returns:
         ``(table, summary)``: a plain-named table of all candidates with a boolean column
@@ -68,7 +72,7 @@ def call_particles(
     """
     from difftm.stats.gev import fit_gev_noise, gev_threshold
     from difftm.stats.peaks import pick_peaks
-    from difftm.stats.pvalue import neg_log_pvalue
+    from difftm.stats.pvalue import fit_pvalue_model, neg_log_pvalue
     from difftm.stats.threshold import erfc_threshold
 
     if metric not in METRICS:
@@ -100,9 +104,15 @@ def call_particles(
                         exclusion_radius=max(min_distance, md["box"] / 2),
                         n_false_positives=n_false_positives)
     t_gev = gev_threshold(fit, n_pix, n_false_positives)
-    if len(table) >= 3:
+    if pvalue_candidates not in ("maxima", "all"):
+        raise ValueError(f"pvalue candidates must be 'maxima' or 'all', got {pvalue_candidates!r}")
+    if pvalue_candidates == "all":
+        model = fit_pvalue_model(maps["zscore"][valid], maps["snr"][valid])
+        q1, q2 = model.to_probit(table["zscore"].to_numpy(), table["snr"].to_numpy())
+        table["neg_log_p"] = model.neg_log_p(q1, q2, region=pvalue_region)
+    elif len(table) >= 3:
         table["neg_log_p"] = neg_log_pvalue(table["zscore"].to_numpy(), table["snr"].to_numpy(),
-                                          region=pvalue_region)
+                                            region=pvalue_region)
     else:
         table["neg_log_p"] = np.nan
     thresholds = {"zscore": t_erfc, "snr": t_erfc, "gev": t_gev, "pvalue": pvalue_cutoff}

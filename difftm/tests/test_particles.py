@@ -1,0 +1,61 @@
+"""Particle calling: every metric per candidate, decisions consistent with thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from difftm.search.engine import run_search
+from difftm.search.particles import call_particles, particles_star_tables
+from difftm.stats.threshold import erfc_threshold
+
+from search_helpers import write_inputs
+from test_search_engine import PLANTS, _config, _planted
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("calls")
+    image, vol, _ = _planted(tmp, seed=21, amplitude=12.0)
+    mic, tpl = write_inputs(tmp, image, vol, 2.0)
+    return run_search(_config(tmp, mic, tpl, "r", batch_size=16))
+
+
+def test_all_metrics_and_decisions(result):
+    table, summary = call_particles(result, metric="zscore")
+    md = result.metadata
+    t = erfc_threshold(md["valid_pixels"], md["n_search"], 1.0)
+    assert summary.thresholds["zscore"] == pytest.approx(t)
+    np.testing.assert_array_equal(table["called_zscore"], table["zscore"] >= t)
+    np.testing.assert_array_equal(table["called_snr"], table["snr"] >= t)
+    np.testing.assert_array_equal(table["called_pvalue"], table["neg_log_p"] >= 8.0)
+    np.testing.assert_array_equal(table["called"], table["called_zscore"])
+    assert (np.diff(table["zscore"].to_numpy()) <= 0).all()  # strongest first
+    called = table[table["called_snr"]]
+    for (y, x), _ in PLANTS:  # candidates are z-score maxima: within a pixel of the plant
+        assert (np.hypot(called["y"] - y, called["x"] - x) <= 1.5).any()
+    # defocus and Angstrom columns
+    np.testing.assert_allclose(table["x_angstrom"], table["x"] * 2.0)
+    np.testing.assert_allclose(table["defocus_u"], 9000.0 + table["defocus_offset"])
+    assert summary.n_called["snr"] == int(table["called_snr"].sum())
+    assert "called" in summary.line()
+
+
+def test_user_cutoff_and_pvalue_populations(result):
+    table, summary = call_particles(result, metric="snr", cutoff=5.0)
+    assert summary.cutoff == 5.0
+    np.testing.assert_array_equal(table["called"], table["snr"] >= 5.0)
+    t_all, _ = call_particles(result, metric="pvalue", pvalue_candidates="all", pvalue_region="q3")
+    assert np.isfinite(t_all["neg_log_p"]).all() and (t_all["neg_log_p"] >= 0).all()
+    strongest = t_all.sort_values("snr", ascending=False).iloc[0]
+    assert strongest["neg_log_p"] >= np.quantile(t_all["neg_log_p"], 0.9)
+    with pytest.raises(ValueError, match="metric"):
+        call_particles(result, metric="nonsense")  # type: ignore[arg-type]
+
+
+def test_star_tables_hold_called_particles_only(result):
+    table, _ = call_particles(result, metric="snr")
+    optics, particles = particles_star_tables(table, result, "mic.mrc")
+    assert len(particles) == int(table["called"].sum())
+    assert set(particles["rlnMicrographName"]) == {"mic.mrc"}
+    assert float(optics["rlnImagePixelSize"].iloc[0]) == 2.0
