@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from csrna.bme_io import read_bme_experimental, read_bme_simulated, write_weights
 from scipy.optimize import approx_fprime
 
 from csrna import bme
+from csrna.bme_io import read_bme_experimental, read_bme_simulated, write_weights
 
 DATA = Path(
     os.environ.get(

@@ -305,13 +305,14 @@ def annotate_shifts(shifts: pd.DataFrame, model: AnnotateModel | None = None) ->
         model: trained model; the shipped one when None.
 
     Returns:
-        DataFrame ``resid, resname, n_measured`` + one probability column per task
+        DataFrame ``resid, resname`` (one-letter), ``n_measured`` + one probability column per task
         (:data:`TASKS`), plus ``pucker`` (most probable class).
     """
     model = model or AnnotateModel.load()
     wide = shift_table_from_long(shifts, model.impute)
     probs = model.predict_proba(build_features(wide))
     out = wide[["resid", "resname", "n_measured"]].copy()
+    out["resname"] = out["resname"].map({v: k for k, v in _ONE_LETTER.items()})
     for k, t in enumerate(TASKS):
         out[t] = np.round(probs[:, k], 4)
     best = probs[:, N_BINARY:].argmax(axis=1)

@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 _err = Console(stderr=True)
@@ -44,7 +45,7 @@ def _user_errors(func):
             return func(*args, **kwargs)
         except (ValueError, FileNotFoundError) as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            _err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
