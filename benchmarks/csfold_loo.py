@@ -37,8 +37,8 @@ import pandas as pd
 from csrna.classifier import train_ensemble
 from csrna.csfold import (
     MODES,
+    choose_structure,
     predict_unpaired,
-    select_candidate,
     settings_for,
 )
 from csrna.features import read_ss_table_0, read_ss_table_1
@@ -169,9 +169,9 @@ def evaluate(results: list[dict], mode: str) -> pd.DataFrame:
             cands = r["candidates"]
             if settings.slope != 1.8 or settings.intercept != -0.6:
                 cands = fold_candidates(r["seq"], r["p_seq"], settings.slope, settings.intercept)
-            chosen, _ = select_candidate(cands, r["p_seq"], settings)
+            pairs, chosen, _ = choose_structure(cands, r["p_seq"], settings)
             cov = set(r["covered"])
-            row["sens"], row["ppv"] = score(list(chosen.pairs), r["ref_pairs"], cov)
+            row["sens"], row["ppv"] = score(pairs, r["ref_pairs"], cov)
             row["base_sens"], row["base_ppv"] = score(r["baseline"], r["ref_pairs"], cov)
             row["pick"] = chosen.name
             row["partial"] = r["partial"]

@@ -11,10 +11,12 @@ from csrna.classifier import load_ensemble
 from csrna.csfold import (
     FoldSettings,
     check_shifts,
+    choose_structure,
     classify_residues,
     consistency,
     cs_fold,
     impute_residues,
+    prune_terminal_pairs,
     residue_shift_table,
     select_candidate,
     settings_for,
@@ -66,12 +68,29 @@ def test_selection_rule_consistency_then_lowest_energy():
     assert consistency(b.pairs, p, s) == pytest.approx(5 / 5)  # residue 5 has no prediction
     chosen, table = select_candidate([a, b, c], p, s)
     assert chosen is c and table["candidate"].tolist()[:2] == ["probknot", "mea"]
-    tuned = settings_for("tuned")
-    assert tuned.weighted and tuned.prefer_restrained
-    chosen, _ = select_candidate([b, Candidate("mfe", True, b.pairs, -1.0)], p, tuned)
+    weighted = FoldSettings(weighted=True, prefer_restrained=True)
+    assert consistency(a.pairs, p, weighted) == pytest.approx(1.6 / 2.1)  # |P - 0.6| weights
+    chosen, _ = select_candidate([b, Candidate("mfe", True, b.pairs, -1.0)], p, weighted)
     assert chosen.restrained
     with pytest.raises(ValueError, match="unknown mode"):
         settings_for("fast")
+
+
+def test_tuned_mode_prunes_confidently_unpaired_helix_ends():
+    pairs = [(1, 12), (2, 11), (3, 10), (4, 9)]
+    p = np.full(12, 0.01)
+    p[0], p[11] = 0.995, 0.2  # outer pair: one end surely unpaired, the other not surely paired
+    p[3] = 0.995  # inner terminal pair: partner 9 confidently paired (0.01) -> kept
+    assert prune_terminal_pairs(pairs, p, 0.99, 0.1) == pairs[1:]
+    p[11] = np.nan  # no prediction for one end: kept
+    assert prune_terminal_pairs(pairs, p, 0.99, 0.1) == pairs
+    tuned = settings_for("tuned")
+    assert (tuned.prune_max, tuned.prune_min) == (0.99, 0.1)
+    assert settings_for("published").prune_max is None
+    p[11] = 0.2
+    cands = [Candidate("mfe", True, tuple(pairs), -5.0)]
+    assert choose_structure(cands, p, tuned)[0] == pairs[1:]
+    assert choose_structure(cands, p, settings_for("published"))[0] == pairs
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +160,22 @@ def test_shipped_and_published_ensembles_agree_on_test_cases(published_cases, ca
     with capsys.disabled():
         print(f"\nensemble agreement {agree}/{total} = {agree / total:.3f}; " + "; ".join(report))
     assert agree / total >= 0.9
+
+
+@needs_data
+@pytest.mark.slow
+def test_loo_benchmark_smoke(capsys):
+    """The benchmark runs end to end on a few RNAs and ends with the summary line."""
+    import re
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import csfold_loo
+
+    csfold_loo.main(["--limit", "4", "--workers", "1", "--epochs", "5",
+                     "--data", str(CS2BPS.parents[1])])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    pattern = (r"sensitivity=[\d.]+ ppv=[\d.]+ accuracy=[\d.]+ baseline_sensitivity=[\d.]+ "
+               r"baseline_ppv=[\d.]+")
+    assert re.fullmatch(pattern, last), last

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from csrna.io import (
     dot_bracket,
     pair_table,

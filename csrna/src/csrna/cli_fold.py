@@ -69,7 +69,7 @@ def write_result(result: CSFoldResult, ct_path: Path, title: str) -> None:
     """Write the CT, dot-bracket, probability and candidate tables of one result."""
     paths = output_paths(ct_path)
     ct_path.parent.mkdir(parents=True, exist_ok=True)
-    label = f"{title} CS-Fold {result.selected.name} dG={result.selected.energy:.2f}"
+    label = f"{title} CS-Fold {result.selected.name} dG={result.energy:.2f}"
     write_ct(paths["ct"], result.sequence, result.pairs, label)
     write_dot_bracket(paths["dbn"], result.sequence, result.pairs, label)
     result.probabilities.to_csv(paths["probabilities"], sep="\t", index=False,
@@ -153,7 +153,7 @@ def fold(
                      source=str(shifts))
     write_result(result, output, shifts.stem)
     typer.echo(f"{result.sequence}\n{_db(result)}  ({result.selected.name}, "
-               f"{result.selected.energy:.2f} kcal/mol)\nwrote {output}")
+               f"{result.energy:.2f} kcal/mol)\nwrote {output}")
 
 
 def _db(result: CSFoldResult) -> str:

@@ -12,10 +12,12 @@ Pipeline (Zhang & Frank, J Phys Chem B 2019):
    (P > 0.6 means unpaired) on the largest fraction of residues with a prediction; ties go to
    the lowest free energy without restraints.
 
-Modes: ``published`` is the method above. ``tuned`` changes only the selection, after the
-leave-one-out benchmark (docs/CSFOLD.md): the consistency is weighted by the classifier's
-confidence |P - 0.6| instead of counted 0/1, and ties between restrained and unrestrained
-candidates go to the restrained one.
+Modes: ``published`` is the method above. ``tuned`` adds one step found with the
+leave-one-out benchmark (docs/CSFOLD.md): almost all false pairs of the published mode are
+helix-terminal pairs in which one nucleotide is confidently called unpaired, which the Deigan
+pseudo-energy cannot remove (its negative intercept still rewards the stack for the partner
+nucleotides), so in the selected structure a helix-terminal pair is removed when one of its
+nucleotides has P(unpaired) > 0.99 and the other > 0.1 (one pass, both must have predictions).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from csrna.folding import (
     PUBLISHED_SLOPE,
     Candidate,
     fold_candidates,
+    free_energy,
 )
 from csrna.impute import impute_with_reference
 from csrna.io import clean_sequence, pair_table
@@ -48,8 +51,10 @@ class FoldSettings:
     Attributes:
         slope, intercept: pseudo-energy parameters (kcal/mol).
         threshold: P(unpaired) above which the classifier calls a residue unpaired.
-        weighted: weight each residue's agreement by |P - threshold| (tuned mode).
+        weighted: weight each residue's agreement by |P - threshold|.
         prefer_restrained: on a tie, prefer restrained candidates before comparing energies.
+        prune_max, prune_min: if set, remove helix-terminal pairs of the selected structure
+            whose nucleotides have max(P) > prune_max and min(P) > prune_min (tuned mode).
     """
 
     slope: float = PUBLISHED_SLOPE
@@ -57,6 +62,8 @@ class FoldSettings:
     threshold: float = UNPAIRED_THRESHOLD
     weighted: bool = False
     prefer_restrained: bool = False
+    prune_max: float | None = None
+    prune_min: float = 0.0
 
 
 def settings_for(mode: str) -> FoldSettings:
@@ -64,7 +71,7 @@ def settings_for(mode: str) -> FoldSettings:
     if mode == "published":
         return FoldSettings()
     if mode == "tuned":
-        return FoldSettings(weighted=True, prefer_restrained=True)
+        return FoldSettings(prune_max=0.99, prune_min=0.1)
     raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
@@ -211,14 +218,63 @@ def consistency(candidate_pairs, p_unpaired: np.ndarray, settings: FoldSettings)
     return float(agree.mean())
 
 
+def prune_terminal_pairs(pairs, p_unpaired: np.ndarray, max_p: float,
+                         min_p: float = 0.0) -> list[tuple[int, int]]:
+    """Remove helix-terminal pairs whose nucleotides the classifier calls unpaired.
+
+    Args:
+        pairs: 1-based pairs.
+        p_unpaired: (n,) P(unpaired), NaN where unknown (such pairs are kept).
+        max_p: the larger P of the two nucleotides must exceed this.
+        min_p: the smaller P must exceed this.
+
+    Returns:
+        The kept pairs, sorted. A pair (i, j) is helix-terminal when (i-1, j+1) or
+        (i+1, j-1) is not a pair; all pairs are judged on the input structure (one pass).
+    """
+    p = np.asarray(p_unpaired, dtype=np.float64)
+    pair_set = {(int(i), int(j)) for i, j in pairs}
+    kept = []
+    for i, j in sorted(pair_set):
+        terminal = (i - 1, j + 1) not in pair_set or (i + 1, j - 1) not in pair_set
+        pi, pj = p[i - 1], p[j - 1]
+        if (terminal and np.isfinite(pi) and np.isfinite(pj) and max(pi, pj) > max_p
+                and min(pi, pj) > min_p):
+            continue
+        kept.append((i, j))
+    return kept
+
+
+def choose_structure(candidates: list[Candidate], p_unpaired: np.ndarray,
+                     settings: FoldSettings) -> tuple[list[tuple[int, int]], Candidate,
+                                                      pd.DataFrame]:
+    """Selection plus the optional tuned pruning.
+
+    Args:
+        candidates: from :func:`csrna.folding.fold_candidates`.
+        p_unpaired: (n,) P(unpaired), NaN where unknown.
+        settings: mode settings.
+
+    Returns:
+        (final pairs, selected candidate, candidate table).
+    """
+    chosen, table = select_candidate(candidates, p_unpaired, settings)
+    pairs = list(chosen.pairs)
+    if settings.prune_max is not None:
+        pairs = prune_terminal_pairs(pairs, p_unpaired, settings.prune_max, settings.prune_min)
+    return pairs, chosen, table
+
+
 @dataclass
 class CSFoldResult:
     """Outcome of :func:`cs_fold`.
 
     Attributes:
         sequence: the folded sequence.
-        pairs: 1-based pairs of the selected structure.
+        pairs: 1-based pairs of the final structure (the selected candidate, pruned in the
+            tuned mode).
         selected: the selected candidate.
+        energy: free energy (kcal/mol, no restraints) of the final structure.
         candidates: all candidates with their consistency, as a DataFrame.
         probabilities: per-residue table (resid, resname, n_measured, p_unpaired, members,
             paired partner in the selected structure).
@@ -227,6 +283,7 @@ class CSFoldResult:
     sequence: str
     pairs: list[tuple[int, int]]
     selected: Candidate
+    energy: float
     candidates: pd.DataFrame
     probabilities: pd.DataFrame = field(repr=False)
 
@@ -282,11 +339,11 @@ def cs_fold(sequence: str, shifts: pd.DataFrame, mode: str = "published",
     p = np.full(len(sequence), np.nan)
     p[probs["resid"].to_numpy() - 1] = probs["p_unpaired"].to_numpy()
     candidates = fold_candidates(sequence, p, settings.slope, settings.intercept)
-    chosen, table = select_candidate(candidates, p, settings)
+    pairs, chosen, table = choose_structure(candidates, p, settings)
+    energy = chosen.energy if len(pairs) == len(chosen.pairs) else free_energy(sequence, pairs)
     per_res = pd.DataFrame({"resid": np.arange(1, len(sequence) + 1),
                             "resname": list(sequence)})
     per_res = per_res.merge(probs.drop(columns="resname"), on="resid", how="left")
     per_res["n_measured"] = per_res["n_measured"].fillna(0).astype(int)
-    partner = pair_table(list(chosen.pairs), len(sequence)) + 1
-    per_res["partner"] = partner
-    return CSFoldResult(sequence, list(chosen.pairs), chosen, table, per_res)
+    per_res["partner"] = pair_table(pairs, len(sequence)) + 1
+    return CSFoldResult(sequence, pairs, chosen, energy, table, per_res)
