@@ -13,6 +13,7 @@ from csrna.io import (
     pair_table,
     pairs_from_dot_bracket,
     read_ct,
+    read_dot_bracket,
     read_fasta,
     read_shifts,
     shifts_to_wide,
@@ -121,6 +122,12 @@ def test_ct_write_read_roundtrip(tmp_path):
     assert read_ct(tmp_path / "x.ct") == (seq, pairs)
     write_dot_bracket(tmp_path / "x.db", seq, pairs, "t")
     assert (tmp_path / "x.db").read_text().splitlines() == [">t", seq, "(((...)))"]
+    assert read_dot_bracket(tmp_path / "x.db") == ("t", seq, pairs)
+    (tmp_path / "r.db").write_text("GGGAAACCC\n(((...))) (-1.20)\n")
+    assert read_dot_bracket(tmp_path / "r.db") == ("", seq, pairs)
+    (tmp_path / "bad.db").write_text("GGGAAACCC\n(((...)\n")
+    with pytest.raises(ValueError, match="length"):
+        read_dot_bracket(tmp_path / "bad.db")
     with pytest.raises(ValueError, match="paired twice"):
         write_ct(tmp_path / "y.ct", seq, [(1, 9), (1, 8)])
 

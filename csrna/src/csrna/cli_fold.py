@@ -123,7 +123,9 @@ def fold(
              "_candidates.tsv tables are written beside it); a folder in batch mode.")] = Path(
         "csfold.ct"),
     mode: Annotated[str, typer.Option(
-        help=f"Selection mode: {' | '.join(MODES)} (published = the CS-Fold paper).")
+        help=f"Selection mode: {' | '.join(MODES)}. published = the CS-Fold paper; tuned = "
+             "also drop helix-end pairs with a nucleotide confidently called unpaired "
+             "(docs/CSFOLD.md).")
     ] = "published",
     seed: Annotated[int, typer.Option(help="Seed of the shift imputation.")] = 500,
     maxit: Annotated[int, typer.Option(

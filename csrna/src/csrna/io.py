@@ -388,6 +388,38 @@ def pairs_from_dot_bracket(db: str) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
+def read_dot_bracket(path: str | Path) -> tuple[str, str, list[tuple[int, int]]]:
+    """Read a dot-bracket file (``>title`` optional, sequence line, structure line).
+
+    Text after the structure on its line (e.g. `` (-3.90)``) is ignored.
+
+    Args:
+        path: file as written by :func:`write_dot_bracket` or RNAfold.
+
+    Returns:
+        (title, sequence, sorted 1-based pairs).
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: missing lines, length mismatch or bad brackets.
+    """
+    path = Path(path)
+    text = _check_file(path, "dot-bracket")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    title = lines.pop(0)[1:].strip() if lines[0].startswith(">") else ""
+    if len(lines) < 2:
+        raise ValueError(f"{path}: expected a sequence line and a structure line")
+    seq = clean_sequence(lines[0], str(path))
+    db = lines[1].split()[0]
+    if len(db) != len(seq):
+        raise ValueError(f"{path}: structure length {len(db)} != sequence length {len(seq)}")
+    try:
+        pairs = pairs_from_dot_bracket(db)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return title, seq, pairs
+
+
 def write_dot_bracket(path: str | Path, sequence: str, pairs: Iterable[tuple[int, int]],
                       title: str = "") -> None:
     """Write a three-line dot-bracket file (``>title``, sequence, structure).
