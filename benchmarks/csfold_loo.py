@@ -193,6 +193,8 @@ def cross_validate_pruning(results: list[dict], repeats: int = 50, seed: int = 0
     from csrna.csfold import FoldSettings
 
     res = [r for r in results if "candidates" in r and not r["partial"]]
+    if len(res) < 10:
+        return f"# tuned-threshold cross-validation skipped ({len(res)} folded RNAs)"
     grid = [(a, m) for a in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) for m in (0.6, 0.8, 0.9, 0.95, 0.99)]
     grid.append((0.0, 1.0))  # max P > 1 never holds: the published mode
     sp = np.array([[score(choose_structure(r["candidates"], r["p_seq"],
