@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pandas as pd
 import starfile
-from test_search_engine import PLANTS, _planted
 from typer.testing import CliRunner
 
 from difftm.cli.main import app
 from difftm.search.results import load_results
 
 from search_helpers import blob_volume, white_noise, write_inputs
+from test_search_engine import PLANTS, _planted
 
 runner = CliRunner()
 

@@ -4,7 +4,6 @@ import gzip
 
 import numpy as np
 import pytest
-from model_files import model_path
 
 from difftm.io.models import (
     Atoms,
@@ -13,6 +12,8 @@ from difftm.io.models import (
     molecular_mass_da,
     summarize_model,
 )
+
+from model_files import model_path
 
 # masses from shared/data/README.md (polymer atoms of model 1, first altloc)
 EXPECTED_KDA = {"1ubi.pdb.gz": 7.9, "3enl.pdb.gz": 43.3, "1ake.pdb.gz": 21.9,

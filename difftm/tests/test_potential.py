@@ -6,13 +6,14 @@ import time
 import numpy as np
 import pytest
 import torch
-from model_files import model_path
 
 from difftm.io.models import Atoms, load_model
 from difftm.physics import potential
 from difftm.physics.electron import POTENTIAL_PER_SCATTERING_FACTOR
 from difftm.physics.potential import potential_integral, simulate_potential
 from difftm.physics.scattering import peng_coefficients, scattering_factor
+
+from model_files import model_path
 
 
 def test_peng_table_is_electron_factors():

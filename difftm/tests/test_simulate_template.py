@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 import typer
-from model_files import model_path
 from typer.testing import CliRunner
 
 from difftm.cli.simulate_template import register
@@ -15,6 +14,8 @@ from difftm.physics.dose import dose_filter
 from difftm.physics.mtf import DETECTORS
 from difftm.physics.potential import simulate_potential
 from difftm.simulate.template import simulate_template, suggest_box, template_filter
+
+from model_files import model_path
 
 
 @pytest.fixture(scope="module")
