@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csrna.threads import single_thread
+
 #: The 19 nuclei of each residue, in feature order (``p`` = prime).
 SHIFT_COLUMNS: tuple[str, ...] = (
     "C1'", "C2'", "C3'", "C4'", "C5'", "C2", "C5", "C6", "C8",
@@ -217,38 +219,43 @@ def train(
     std = x.std(axis=0)
     std[std < 1e-8] = 1.0
     xs = (x - mean) / std
-    n = x.shape[0]
     # class-balanced weights per task (each class carries half of the task's loss)
     pos = y.mean(axis=0).clip(1e-3, 1 - 1e-3)
     wts = np.where(y > 0.5, 0.5 / pos, 0.5 / (1 - pos))
-    layers = []
-    for m in range(n_models):
-        rng = np.random.default_rng(seed + m)
-        params = [
-            rng.normal(scale=np.sqrt(2.0 / x.shape[1]), size=(x.shape[1], hidden)),
-            np.zeros(hidden),
-            rng.normal(scale=np.sqrt(1.0 / hidden), size=(hidden, len(TASKS))),
-            np.zeros(len(TASKS)),
-        ]
-        mom = [np.zeros_like(p) for p in params]
-        vel = [np.zeros_like(p) for p in params]
-        for step in range(1, epochs + 1):
-            h, logits = _forward(xs, *params)
-            p = _probs(logits)
-            g = wts * (p - y) / n
-            gw2 = h.T @ g + l2 * params[2]
-            gb2 = g.sum(axis=0)
-            gh = (g @ params[2].T) * (h > 0)
-            gw1 = xs.T @ gh + l2 * params[0]
-            gb1 = gh.sum(axis=0)
-            for k, gr in enumerate((gw1, gb1, gw2, gb2)):
-                mom[k] = 0.9 * mom[k] + 0.1 * gr
-                vel[k] = 0.999 * vel[k] + 0.001 * gr**2
-                mhat = mom[k] / (1 - 0.9**step)
-                vhat = vel[k] / (1 - 0.999**step)
-                params[k] = params[k] - lr * mhat / (np.sqrt(vhat) + 1e-8)
-        layers.append(tuple(params))
+    with single_thread():
+        layers = [_train_member(xs, y, wts, hidden, epochs, lr, l2, seed + m)
+                  for m in range(n_models)]
     return AnnotateModel(mean, std, layers, np.asarray(impute, dtype=np.float64))
+
+
+def _train_member(xs: np.ndarray, y: np.ndarray, wts: np.ndarray, hidden: int, epochs: int,
+                  lr: float, l2: float, seed: int) -> tuple[np.ndarray, ...]:
+    """One ensemble member: full-batch Adam on the weighted binary cross-entropy."""
+    n = xs.shape[0]
+    rng = np.random.default_rng(seed)
+    params = [
+        rng.normal(scale=np.sqrt(2.0 / xs.shape[1]), size=(xs.shape[1], hidden)),
+        np.zeros(hidden),
+        rng.normal(scale=np.sqrt(1.0 / hidden), size=(hidden, len(TASKS))),
+        np.zeros(len(TASKS)),
+    ]
+    mom = [np.zeros_like(p) for p in params]
+    vel = [np.zeros_like(p) for p in params]
+    for step in range(1, epochs + 1):
+        h, logits = _forward(xs, *params)
+        g = wts * (_probs(logits) - y) / n
+        gw2 = h.T @ g + l2 * params[2]
+        gb2 = g.sum(axis=0)
+        gh = (g @ params[2].T) * (h > 0)
+        gw1 = xs.T @ gh + l2 * params[0]
+        gb1 = gh.sum(axis=0)
+        for k, gr in enumerate((gw1, gb1, gw2, gb2)):
+            mom[k] = 0.9 * mom[k] + 0.1 * gr
+            vel[k] = 0.999 * vel[k] + 0.001 * gr**2
+            mhat = mom[k] / (1 - 0.9**step)
+            vhat = vel[k] / (1 - 0.999**step)
+            params[k] = params[k] - lr * mhat / (np.sqrt(vhat) + 1e-8)
+    return tuple(params)
 
 
 def impute_means(table: pd.DataFrame) -> np.ndarray:
