@@ -1,0 +1,80 @@
+"""CS-BME benchmark: how often does reweighting put the native structure on top?
+
+Usage: python benchmarks/csbme_native.py [--data DIR] [--theta T|auto]
+
+(a) The 12 prepared BME pairs (published SS2CS predictions for 11-18 conformers, native
+    = row index 10): weights from ``csrna.bme.fit``.
+(b) End to end with our own shift predictor: for every RNA with CTs and measured shifts in
+    ``rna/csbme`` (15 RNAs; native = ``<ID>_11.ct``; an identical copy of it elsewhere in
+    the library, as in 2LUB, 5KH8 and 5V16, also counts), predict the shifts of each CT,
+    match them to the measured shifts and reweight.
+The last line is ``pairs=X/12 end_to_end=Y/15``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from csrna.bme import fit
+from csrna.bme_io import read_bme_experimental, read_bme_simulated
+from csrna.ensemble import match_observables, predict_library
+from csrna.io import read_shifts
+from csrna.library import read_ct_library
+from csrna.shiftpred import ShiftPredictor
+
+
+def _default_data() -> Path:
+    root = Path(__file__).resolve().parents[1]
+    return Path(os.environ.get("DIFFTM_SHARED_DATA", root / ".." / "shared" / "data"))
+
+
+def main() -> None:
+    """Run both benchmarks and print one row per RNA."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=_default_data())
+    ap.add_argument("--theta", default="1")
+    args = ap.parse_args()
+    theta = args.theta if args.theta == "auto" else float(args.theta)
+    d = args.data / "rna" / "csbme"
+    print(f"{'RNA':6s} {'n':>3s} {'m':>5s} {'theta':>7s} {'top':>8s} {'w_top':>6s} "
+          f"{'chi2_0':>7s} {'chi2':>7s} {'phi':>6s}")
+    hits_pairs = 0
+    for exp_file in sorted((d / "bme_pairs").glob("bme_experimental_*_assigned.dat")):
+        pdb = exp_file.name.split("_")[2]
+        _, val, err = read_bme_experimental(exp_file)
+        _, calc = read_bme_simulated(d / "bme_pairs" / f"bme_simulated_2D_assigned_{pdb}.dat")
+        r = fit(calc, val, err, theta=theta)
+        top = int(np.argmax(r.weights))
+        hits_pairs += top == 10
+        print(f"{pdb:6s} {calc.shape[0]:3d} {calc.shape[1]:5d} {r.theta:7.3g} {top:8d} "
+              f"{r.weights[top]:6.3f} {r.chi2_before:7.3f} {r.chi2_after:7.3f} {r.phi:6.3f}")
+    print(f"prepared pairs: native (index 10) on top for {hits_pairs}/12")
+    predictor = ShiftPredictor.load()
+    hits_e2e, total = 0, 0
+    for shift_file in sorted((d / "measured_shifts").glob("measured_shifts_*.txt")):
+        pdb = shift_file.stem.split("_")[-1]
+        cts = sorted((d / "cts").glob(f"{pdb}_*.ct"), key=lambda p: int(p.stem.split("_")[1]))
+        if not cts:
+            continue
+        seq, lib = read_ct_library(cts)
+        names = [c.name for c in lib]
+        predicted = predict_library(seq, lib, predictor)
+        data, calc = match_observables(read_shifts(shift_file), predicted, names,
+                                       source=str(shift_file))
+        r = fit(calc, data["shift"].to_numpy(), data["sigma"].to_numpy(), theta=theta)
+        top = int(np.argmax(r.weights))
+        native = lib[names.index(f"{pdb}_11")].pairs
+        hits_e2e += lib[top].pairs == native  # duplicates of the native CT count as native
+        total += 1
+        print(f"{pdb:6s} {len(lib):3d} {len(data):5d} {r.theta:7.3g} {names[top]:>8s} "
+              f"{r.weights[top]:6.3f} {r.chi2_before:7.3f} {r.chi2_after:7.3f} {r.phi:6.3f}")
+    print(f"end to end (our predictor): native (<ID>_11.ct) on top for {hits_e2e}/{total}")
+    print(f"pairs={hits_pairs}/12 end_to_end={hits_e2e}/{total}")
+
+
+if __name__ == "__main__":
+    main()
