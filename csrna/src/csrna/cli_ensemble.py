@@ -20,20 +20,22 @@ THETA_HELP = (
     "prior), or 'auto' to choose it by 5-fold cross-validation over the observables."
 )
 
-_H0 = "BME experimental file ('# DATA=CS PRIOR=GAUSS'; rows: index value error)."
-_H1 = (
+HELP_EXPERIMENTAL = "BME experimental file ('# DATA=CS PRIOR=GAUSS'; rows: index value error)."
+HELP_SIMULATED = (
     "BME simulated file: one row per conformer, label then one column per experimental row."
 )
-_H2 = "Weights CSV to write (header structure,weight)."
-_H3 = "Measured shifts: 'resname resid nucleus shift [error]' table or BMRB NMR-STAR."
-_H4 = "RNA sequence, or a FASTA file."
-_H5 = "Output directory."
-_H6 = "Directory of CT files to use as the library (instead of ViennaRNA sampling)."
-_H7 = "Boltzmann samples (stochastic backtracking) for the library."
-_H8 = "Suboptimal folds within this many kcal/mol of the MFE."
-_H9 = "Random seed of the sampling."
-_H10 = "Measured shifts: 'resname resid nucleus shift [error]' table or BMRB NMR-STAR."
-_H11 = "CSV table to write."
+HELP_WEIGHTS_OUT = "Weights CSV to write (header structure,weight)."
+HELP_SHIFTS = (
+    "Measured shifts: 'resname resid nucleus shift error' table (error optional) or BMRB "
+    "NMR-STAR."
+)
+HELP_SEQUENCE = "RNA sequence, or a FASTA file."
+HELP_OUTDIR = "Output directory."
+HELP_LIBRARY = "Directory of CT files to use as the library (instead of ViennaRNA sampling)."
+HELP_SAMPLES = "Boltzmann samples (stochastic backtracking) for the library."
+HELP_SUBOPT = "Suboptimal folds within this many kcal/mol of the MFE."
+HELP_SEED = "Random seed of the sampling."
+HELP_TABLE_OUT = "CSV table to write."
 
 
 def _user_errors(func):
@@ -73,9 +75,9 @@ def _report(result) -> None:
 
 @_user_errors
 def reweight(
-    experimental: Annotated[Path, typer.Argument(help=_H0)],
-    simulated: Annotated[Path, typer.Argument(help=_H1)],
-    output: Annotated[Path, typer.Option("--output", "-o", help=_H2)],
+    experimental: Annotated[Path, typer.Argument(help=HELP_EXPERIMENTAL)],
+    simulated: Annotated[Path, typer.Argument(help=HELP_SIMULATED)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=HELP_WEIGHTS_OUT)],
     theta: Annotated[str, typer.Option(help=THETA_HELP)] = "auto",
 ) -> None:
     """Reweight a conformer ensemble against experimental data (Bayesian/maximum entropy).
@@ -106,14 +108,14 @@ def reweight(
 
 @_user_errors
 def bme(
-    shifts: Annotated[Path, typer.Argument(help=_H3)],
-    sequence: Annotated[str, typer.Option("--sequence", "-s", help=_H4)],
-    output: Annotated[Path, typer.Option("--output", "-o", help=_H5)],
-    library: Annotated[Path | None, typer.Option(help=_H6)] = None,
+    shifts: Annotated[Path, typer.Argument(help=HELP_SHIFTS)],
+    sequence: Annotated[str, typer.Option("--sequence", "-s", help=HELP_SEQUENCE)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=HELP_OUTDIR)],
+    library: Annotated[Path | None, typer.Option(help=HELP_LIBRARY)] = None,
     theta: Annotated[str, typer.Option(help=THETA_HELP)] = "auto",
-    samples: Annotated[int, typer.Option(help=_H7)] = 1000,
-    subopt_delta: Annotated[float, typer.Option(help=_H8)] = 2.0,
-    seed: Annotated[int, typer.Option(help=_H9)] = 0,
+    samples: Annotated[int, typer.Option(help=HELP_SAMPLES)] = 1000,
+    subopt_delta: Annotated[float, typer.Option(help=HELP_SUBOPT)] = 2.0,
+    seed: Annotated[int, typer.Option(help=HELP_SEED)] = 0,
 ) -> None:
     """CS-BME: ensemble of secondary structures reweighted by measured chemical shifts.
 
@@ -189,8 +191,8 @@ def bme(
 
 @_user_errors
 def annotate(
-    shifts: Annotated[Path, typer.Argument(help=_H10)],
-    output: Annotated[Path, typer.Option("--output", "-o", help=_H11)],
+    shifts: Annotated[Path, typer.Argument(help=HELP_SHIFTS)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=HELP_TABLE_OUT)],
 ) -> None:
     """CS-Annotate: per-nucleotide structural annotations from chemical shifts.
 
