@@ -48,6 +48,19 @@ def test_reweight_prepared_pair(tmp_path):
     assert int(w["weight"].idxmax()) == 10
 
 
+@needs_data
+def test_reweight_theta_auto(tmp_path):
+    pairs = RNA / "csbme" / "bme_pairs"
+    out = tmp_path / "w.csv"
+    res = runner.invoke(app, ["reweight", str(pairs / "bme_experimental_2NBY_assigned.dat"),
+                              str(pairs / "bme_simulated_2D_assigned_2NBY.dat"),
+                              "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "theta = " in res.output
+    w = pd.read_csv(out)
+    assert int(w["weight"].idxmax()) == 10
+
+
 def test_reweight_malformed_files(tmp_path):
     exp = tmp_path / "exp.dat"
     exp.write_text("# DATA=CS PRIOR=GAUSS\n0 1.0 0.5\n1 2.0\n")

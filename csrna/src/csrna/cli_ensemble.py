@@ -182,7 +182,8 @@ def bme(
         pair_probability_matrix(conformers, result.weights, n),
         seq,
     )
-    _out.print(f"{len(conformers)} structures, {len(data)} matched shifts", highlight=False)
+    _out.print(f"{len(conformers)} structures; {len(data)} of {len(measured)} measured shifts "
+               "matched a predicted nucleus", highlight=False)
     _report(result)
     _out.print(f"top structure {names[top]} (weight {result.weights[top]:.3f}): "
                f"{conformers[top].dot_bracket(n)}", highlight=False)
