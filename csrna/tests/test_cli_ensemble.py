@@ -122,6 +122,12 @@ def test_bme_errors(tmp_path):
     res = runner.invoke(app, ["bme", str(shifted), "--sequence", str(d / "mir20b.fasta"),
                               "--samples", "20", "--theta", "1", "--output", str(tmp_path / "o")])
     assert "far.dat" in _one_error_line(res)
+    renamed = tmp_path / "renamed.dat"
+    renamed.write_text("".join(f"{'ADE' if r[1] == '1' else r[0]} {' '.join(r[1:])}\n"
+                               for r in rows))
+    res = runner.invoke(app, ["bme", str(renamed), "--sequence", str(d / "mir20b.fasta"),
+                              "--samples", "20", "--theta", "1", "--output", str(tmp_path / "o")])
+    assert "residue 1 is A" in _one_error_line(res)
     lib = tmp_path / "lib"
     lib.mkdir()
     shutil.copy(RNA / "csbme" / "cts" / "1HWQ_1.ct", lib)

@@ -73,9 +73,19 @@ def match_observables(
         (n_conformers, n_matched)).
 
     Raises:
-        ValueError: no measured (resid, nucleus) is predicted.
+        ValueError: no measured (resid, nucleus) is predicted, or a residue name in the
+            shift file disagrees with the sequence at the same residue number.
     """
     meas = measured.copy()
+    if "resname" in meas.columns and "resname" in predicted.columns:
+        seq_names = predicted.groupby("resid")["resname"].first()
+        for resid, name in meas.groupby("resid")["resname"].first().items():
+            if resid in seq_names.index and seq_names[resid] != name:
+                raise ValueError(
+                    f"{source}: residue {resid} is {name} in the shift file but "
+                    f"{seq_names[resid]} in the sequence; residue numbers must follow the "
+                    "sequence (1-based)"
+                )
     meas["nucleus"] = [normalise_nucleus_name(n) for n in meas["nucleus"]]
     meas = meas.groupby(["resid", "nucleus"], as_index=False)["shift"].mean()
     wide = predicted.pivot_table(index=["resid", "nucleus"], columns="structure", values="shift")
