@@ -183,6 +183,10 @@ def plot_froc(curves: dict, defaults: dict, fp_rate: float, path: Path, title: s
         dfp, drec = defaults[name]
         ax.plot([dfp], [drec], marker="o", color=colours[name], markersize=6,
                 markeredgecolor="k")
+    if "pvalue_q1_allpix" in curves:
+        _, fpm, rec = curves["pvalue_q1_allpix"]
+        ax.step(np.concatenate([[0.0], fpm]), np.concatenate([[0.0], rec]), where="post",
+                color="C2", linestyle=":", label="p-value q1, fitted on all pixels")
     ax.axvline(fp_rate, color="0.5", linestyle="--", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(0, max(50.0, fp_rate * 10))
@@ -344,8 +348,9 @@ def main() -> None:
                          "default_recall": tp_d / n_true_total, "default_fp": fp_d,
                          "default_fp_per_micrograph": fp_d / n_mic,
                          "per_seed_recall": per_seed}
-        if name in METRIC_NAMES:
+        if name in (*METRIC_NAMES, "pvalue_q1_allpix"):
             curves[name] = froc(cands, n_true_total, n_mic)
+        if name in METRIC_NAMES:
             defaults[name] = (fp_d / n_mic, tp_d / n_true_total)
         dflt = {"zscore": "erfc", "snr": "erfc", "gev": "GEV"}.get(
             name, f">={args.pvalue_cutoff:g}")
