@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress
+
+from csrna.cli_errors import user_errors
 
 _err = Console(stderr=True)
 _out = Console()
@@ -38,21 +38,6 @@ HELP_SEED = "Random seed of the sampling."
 HELP_TABLE_OUT = "CSV table to write."
 
 
-def _user_errors(func):
-    """Turn ValueError/FileNotFoundError into one red line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            _err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
-
-
 def _parse_theta(value: str) -> float | str:
     if value.strip().lower() == "auto":
         return "auto"
@@ -73,7 +58,7 @@ def _report(result) -> None:
     )
 
 
-@_user_errors
+@user_errors
 def reweight(
     experimental: Annotated[Path, typer.Argument(help=HELP_EXPERIMENTAL)],
     simulated: Annotated[Path, typer.Argument(help=HELP_SIMULATED)],
@@ -106,7 +91,7 @@ def reweight(
                f"(weight {result.weights.max():.3f}); weights -> {output}", highlight=False)
 
 
-@_user_errors
+@user_errors
 def bme(
     shifts: Annotated[Path, typer.Argument(help=HELP_SHIFTS)],
     sequence: Annotated[str, typer.Option("--sequence", "-s", help=HELP_SEQUENCE)],
@@ -190,7 +175,7 @@ def bme(
     _out.print(f"results -> {output}", highlight=False)
 
 
-@_user_errors
+@user_errors
 def annotate(
     shifts: Annotated[Path, typer.Argument(help=HELP_SHIFTS)],
     output: Annotated[Path, typer.Option("--output", "-o", help=HELP_TABLE_OUT)],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from csrna.cli_errors import user_errors
 from csrna.csfold import MODES, CSFoldResult, cs_fold
 from csrna.io import (
     clean_sequence,
@@ -23,21 +23,6 @@ from csrna.io import (
 FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".fas")
 
 _err = Console(stderr=True)
-
-
-def _user_errors(func):
-    """Turn ValueError/FileNotFoundError into one red line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
 
 
 def resolve_sequence(value: str) -> str:
@@ -109,7 +94,7 @@ def batch_inputs(folder: Path, sequence: str | None) -> list[tuple[Path, str]]:
     return out
 
 
-@_user_errors
+@user_errors
 def fold(
     shifts: Annotated[Path, typer.Argument(
         help="Chemical-shift file (columns 'resname resid nucleus shift error', or BMRB "
