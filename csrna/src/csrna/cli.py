@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from csrna import cli_ensemble, cli_fold
 
 app = typer.Typer(
     name="csrna",
@@ -20,13 +20,7 @@ app = typer.Typer(
 )
 
 # Command modules; each defines ``register(app: typer.Typer) -> None``.
-for _name in ("cli_fold", "cli_ensemble"):
-    try:
-        _module = importlib.import_module(f"csrna.{_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"csrna.{_name}":
-            raise
-        continue
+for _module in (cli_fold, cli_ensemble):
     _module.register(app)
 
 

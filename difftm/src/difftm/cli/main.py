@@ -5,9 +5,9 @@ Each subcommand lives in its own module under ``difftm.cli`` exposing ``register
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from difftm.cli import demo, fetch, info, peaks, search, simulate
 
 app = typer.Typer(
     name="difftm",
@@ -23,15 +23,7 @@ app = typer.Typer(
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
-_COMMAND_MODULES = ("simulate", "search", "peaks", "demo", "info", "fetch")
-
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"difftm.cli.{_name}")
-    except ModuleNotFoundError as _err:  # a command module not written yet
-        if _err.name != f"difftm.cli.{_name}":
-            raise
-        continue
+for _module in (simulate, search, peaks, demo, info, fetch):
     _module.register(app)
 
 

@@ -12,14 +12,8 @@ simulate_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Attach ``simulate template`` and ``simulate micrograph`` to ``app``."""
-    import importlib
+    from difftm.cli import simulate_micrograph, simulate_template
 
-    for name in ("simulate_template", "simulate_micrograph"):
-        try:
-            module = importlib.import_module(f"difftm.cli.{name}")
-        except ModuleNotFoundError as err:  # a command module not written yet
-            if err.name != f"difftm.cli.{name}":
-                raise
-            continue
-        module.register(simulate_app)
+    simulate_template.register(simulate_app)
+    simulate_micrograph.register(simulate_app)
     app.add_typer(simulate_app, name="simulate")
