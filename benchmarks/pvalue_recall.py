@@ -231,12 +231,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default tmp)")
     ap.add_argument("--figure", type=Path, default=None, help="write the FROC PNG here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="load finished searches from --workdir instead of searching again "
+                         "(for re-scoring with other matching/suppression settings; the "
+                         "simulation settings must be those of the earlier run)")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers here")
     args = ap.parse_args()
 
     from difftm.io.mrc import write_mrc
     from difftm.search.config import SearchConfig
     from difftm.search.engine import run_search
+    from difftm.search.results import BUNDLE_NAME, load_results
     from difftm.simulate.micrograph import simulate_micrograph
     from difftm.simulate.template import simulate_template
 
@@ -290,7 +295,8 @@ def main() -> None:
                                   background_scale=args.background_scale, seed=seed)
         image = fourier_bin(sim.image, args.bin)
         mic_path = work / f"micrograph_{seed}.mrc"
-        write_mrc(mic_path, image, px_search, overwrite=True)
+        if not (args.reuse and mic_path.exists()):
+            write_mrc(mic_path, image, px_search, overwrite=True)
         truth_xy = sim.truth[["x", "y"]].to_numpy(float) / args.bin
         t_sim = time.perf_counter() - t0
         cfg = SearchConfig(
@@ -299,7 +305,11 @@ def main() -> None:
             defocus_range=0.0, out_of_plane_step=args.out_of_plane_step,
             in_plane_step=args.in_plane_step, lowpass=args.lowpass, device="cpu",
             overwrite=True)
-        result = run_search(cfg)
+        bundle = work / f"search_{seed}"
+        if args.reuse and (bundle / BUNDLE_NAME).exists():
+            result = load_results(bundle)  # same seed and settings: the searched maps
+        else:
+            result = run_search(cfg)
         t_search = time.perf_counter() - t0 - t_sim
         cands, thr = score_micrograph(result, truth_xy, args)
         n_true = len(truth_xy)
