@@ -1,9 +1,10 @@
 """Recall at a fixed false-positive rate: z-score vs SNR vs 2DTM p-value (regions q1, q3).
 
 Planted-particle micrographs of a small target (default PDB 6MSM, CFTR, ~125 kDa) are
-simulated at a realistic pixel size (1.5 A), fluence (40 e/A^2), 300 kV and ~1 um defocus,
-binned by Fourier cropping (default x2, as a fast search of a binned micrograph would), and
-searched with a coarse orientation grid and a low-pass. Every candidate (local maximum of the
+simulated at a realistic pixel size (1.5 A), fluence (30 e/A^2, counts drawn at fluence x
+DQE 0.8), 300 kV and 1 um defocus on a real micrograph texture, binned by Fourier cropping
+(default x2, as a fast search of a binned micrograph would), and searched with a coarse
+orientation grid (15/15 deg) and an 8 A low-pass. Every candidate (local maximum of the
 z-score map; of the SNR map for the SNR metric, as ``call_particles`` does) is matched greedily,
 strongest first in each metric's own order, to the true particles within ``--match-radius``
 pixels (of the searched, binned image). Unmatched candidates are false positives.
@@ -12,13 +13,13 @@ For each metric the pooled candidates of all seeds give a recall vs false-positi
 micrograph curve (FROC). Reported:
 
 * recall at a fixed false-positive rate (``--fp-per-micrograph``, default 1): each metric's
-  cutoff is placed so that exactly ``round(fp * n_seeds)`` pooled false positives score at or
-  above it;
+  cutoff is the lowest score at which at most ``round(fp * n_seeds)`` pooled false positives
+  score at or above it (-ln p = 0, outside the p-value's region, never counts as called);
 * recall and false positives at each metric's default cutoff (erfc threshold with one
   expected false positive for z-score and SNR, ``-ln p >= 8`` for the p-values, and the GEV
-  threshold on the z-score for reference).
+  threshold on the z-score and the p-values fitted on all pixels for reference).
 
-Example (the run recorded in docs/STATISTICS.md, ~20 min on a shared 2-core CPU)::
+Example (the run recorded in docs/STATISTICS.md: 10-13 min on a shared 2-core CPU)::
 
     python benchmarks/pvalue_recall.py --figure docs/figures/pvalue_recall_froc.png
 
