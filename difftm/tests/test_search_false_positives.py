@@ -1,0 +1,85 @@
+"""False positives on micrographs without particles stay within the erfc formula (n_fp = 1).
+
+The erfc threshold ``t = -ndtri(n_fp / (N_pix * N_search))`` treats every correlation value
+as an independent unit Gaussian. Neighbouring pixels and neighbouring poses are correlated,
+so the effective number of trials is smaller and the formula is conservative: fewer than
+``n_fp`` noise peaks per micrograph are expected on average. Each test searches several
+pure-noise micrographs (Poisson shot noise at 40 e/A^2 and, in the slow test, the real
+micrograph ``Ucsf_stack_1142_DW.mrc`` added as background texture) with a real template
+and checks that the total count of called peaks is within the 99.9% quantile of a Poisson
+distribution of mean ``n_fp * n_micrographs`` (the most the formula allows), for the
+z-score and the SNR. It also checks that the searches did produce noise extremes of the
+expected size (the maximum of ``N_pix * N_search`` correlated unit Gaussians lies a few
+tenths of a sigma below the threshold), so that a broken map of zeros cannot pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from planted import Target, background_image, run_case
+
+#: Coarse grid (20 deg, 1,908 orientations): the threshold accounts for N_search.
+NOISE_TARGET = Target("6msm.pdb.gz", pixel_size=5.0, box=36, lowpass=12.0, step=20.0)
+SHAPE = (128, 128)
+
+
+def _noise_counts(tmp_path: Path, seeds, background=None) -> dict[str, np.ndarray]:
+    counts: dict[str, list] = {"zscore": [], "snr": [], "max_z": [], "max_snr": [],
+                               "threshold": [], "global_sd": []}
+    for seed in seeds:
+        case = run_case(tmp_path / f"s{seed}", NOISE_TARGET, SHAPE, n_particles=0,
+                        seed=1000 + seed, background=background)
+        assert len(case.sim.truth) == 0
+        counts["zscore"].append(case.summary.n_called["zscore"])
+        counts["snr"].append(case.summary.n_called["snr"])
+        valid = case.result.valid_mask()
+        counts["max_z"].append(float(case.result.maps["zscore"][valid].max()))
+        counts["max_snr"].append(float(case.result.maps["snr"][valid].max()))
+        counts["global_sd"].append(float(case.result.metadata["global_sd"]))
+        counts["threshold"].append(case.summary.thresholds["zscore"])
+    return {k: np.asarray(v) for k, v in counts.items()}
+
+
+def _check(counts: dict[str, np.ndarray], n_fp: float = 1.0) -> None:
+    n = len(counts["zscore"])
+    bound = poisson.ppf(0.999, n_fp * n)
+    for metric in ("zscore", "snr"):
+        total = int(counts[metric].sum())
+        assert total <= bound, (f"{metric}: {total} false positives over {n} noise "
+                                f"micrographs, formula allows <= {bound:.0f} (per seed: "
+                                f"{counts[metric].tolist()})")
+    t = counts["threshold"]
+    for name in ("max_z", "max_snr"):
+        gap = t - counts[name]
+        # noise maxima reach close to the threshold: the maps are real noise extremes
+        assert np.median(gap) < 1.5, f"{name}: {counts[name]} vs threshold {t}"
+
+
+def test_shot_noise_false_positives_within_formula(tmp_path):
+    # observed (seeds 1000-1005): z-score 0 0 0 0 0 0, SNR 2 0 0 1 0 0 (formula: <= 1 each)
+    _check(_noise_counts(tmp_path, range(6)))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="bug: call_particles always fits the GEV noise model; on a small "
+                   "noise map the exclusion discs (radius box/2) around pixels above the "
+                   "provisional GEV threshold cover every pixel and fit_gev raises 'GEV fit "
+                   "needs at least 100 finite values, got 0', so zscore/snr calling crashes")
+def test_call_particles_survives_a_noise_map_where_gev_exclusion_covers_everything(tmp_path):
+    case = run_case(tmp_path, NOISE_TARGET, SHAPE, n_particles=0, seed=1006)
+    assert case.summary.n_called["zscore"] >= 0
+
+
+@pytest.mark.slow
+def test_shot_noise_false_positives_many_seeds(tmp_path):
+    _check(_noise_counts(tmp_path, range(7, 27)))  # seed 1006 hits the GEV bug below
+
+
+@pytest.mark.slow
+def test_real_background_false_positives_within_formula(tmp_path):
+    _check(_noise_counts(tmp_path, range(10), background=background_image()))
