@@ -191,3 +191,23 @@ def test_fourier_transform_is_scattering_factor(element, b_atom, pixel_size):
     keep = k <= 0.3 / pixel_size  # aliases (k + m / pixel) of the voxel box still small
     np.testing.assert_allclose(got[keep], expected[keep], rtol=0.01,
                                atol=1e-3 * expected[0])
+
+
+def test_repeated_simulation_is_bit_identical_with_threads():
+    """Accumulation order must not depend on thread timing (sorted segment sums)."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    atoms = Atoms(
+        positions_angstrom=rng.uniform(-20, 20, (n, 3)),
+        elements=np.array(["C"] * n),
+        b_factors=np.full(n, 20.0),
+        occupancies=np.ones(n),
+    )
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = simulate_potential(atoms, 1.0, 64)
+        for _ in range(3):
+            assert torch.equal(first, simulate_potential(atoms, 1.0, 64))
+    finally:
+        torch.set_num_threads(old)

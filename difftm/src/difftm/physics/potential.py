@@ -113,7 +113,7 @@ def simulate_potential(
     weights /= pixel_size**3  # V*A^3 per atom-Gaussian -> mean V over one voxel
 
     radius = np.ceil(WINDOW_SIGMAS * sigmas.max(axis=1)).astype(np.int64)
-    volume = torch.zeros(box**3, device=device, dtype=dtype)
+    volume = torch.zeros(box**3, device=device, dtype=torch.float64)
     done = 0
     for r in np.unique(radius):
         idx = np.nonzero(radius == r)[0]
@@ -121,11 +121,11 @@ def simulate_potential(
         chunk = max(1, CHUNK_VOXELS // width**3)
         for start in range(0, len(idx), chunk):
             sel = idx[start : start + chunk]
-            _accumulate(volume, centres[sel], sigmas[sel], weights[sel], int(r), box)
+            _accumulate(volume, centres[sel], sigmas[sel], weights[sel], int(r), box, dtype)
             done += len(sel)
             if progress is not None:
                 progress(done, len(atoms))
-    return volume.reshape(box, box, box)
+    return volume.to(dtype).reshape(box, box, box)
 
 
 def _axis_profiles(
@@ -162,8 +162,10 @@ def _accumulate(
     weights: np.ndarray,
     r: int,
     box: int,
+    dtype: torch.dtype,
 ) -> None:
-    device, dtype = volume.device, volume.dtype
+    """Add the voxel-integrated Gaussians of a chunk of atoms to the flat float64 volume."""
+    device = volume.device
     c = torch.as_tensor(centres, device=device, dtype=torch.float64)
     s = torch.as_tensor(sigmas, device=device, dtype=torch.float64)
     w = torch.as_tensor(weights, device=device, dtype=dtype)
@@ -174,4 +176,13 @@ def _accumulate(
     zy = (pz * w[:, :, None])[:, :, :, None] * py[:, :, None, :]  # (n, 5, w, w)
     local = torch.bmm(zy.reshape(n, g, width * width).transpose(1, 2), px)  # (n, w*w, w)
     flat = (iz[:, :, None, None] * box + iy[:, None, :, None]) * box + ix[:, None, None, :]
-    volume.index_put_((flat.reshape(-1),), local.reshape(-1), accumulate=True)
+    # Deterministic scatter-add: sort the contributions by voxel (stable), sum each voxel's
+    # run in float64 with a segment reduction, then add once per distinct voxel. (A plain
+    # index_put_(accumulate=True) adds in thread-dependent order.)
+    keys = flat.reshape(-1)
+    order = torch.argsort(keys, stable=True)
+    keys = keys[order]
+    values = local.reshape(-1)[order].to(torch.float64)
+    voxels, counts = torch.unique_consecutive(keys, return_counts=True)
+    sums = torch.segment_reduce(values, "sum", lengths=counts)
+    volume[voxels] += sums.to(volume.dtype)
