@@ -28,6 +28,27 @@ NOISE_TARGET = Target("6msm.pdb.gz", pixel_size=5.0, box=36, lowpass=12.0, step=
 SHAPE = (128, 128)
 
 
+@pytest.fixture
+def gev_fallback(monkeypatch):
+    """Work around the GEV crash (see the strict xfail test below) to measure erfc counts.
+
+    ``call_particles`` always fits the GEV noise model, whose second pass can be left with no
+    pixels on a small noise map; then fall back to the screening fit of all pixels. The
+    z-score and SNR decisions measured here do not depend on the GEV fit.
+    """
+    import difftm.stats.gev as gev
+
+    original = gev.fit_gev_noise
+
+    def safe(score_map, *args, **kwargs):
+        try:
+            return original(score_map, *args, **kwargs)
+        except ValueError:
+            return gev.fit_gev(score_map, 0.9, 0.45)
+
+    monkeypatch.setattr(gev, "fit_gev_noise", safe)
+
+
 def _noise_counts(tmp_path: Path, seeds, background=None) -> dict[str, np.ndarray]:
     counts: dict[str, list] = {"zscore": [], "snr": [], "max_z": [], "max_snr": [],
                                "threshold": [], "global_sd": []}
@@ -42,6 +63,7 @@ def _noise_counts(tmp_path: Path, seeds, background=None) -> dict[str, np.ndarra
         counts["max_snr"].append(float(case.result.maps["snr"][valid].max()))
         counts["global_sd"].append(float(case.result.metadata["global_sd"]))
         counts["threshold"].append(case.summary.thresholds["zscore"])
+    print("false positives per seed:", {k: np.round(v, 3).tolist() for k, v in counts.items()})
     return {k: np.asarray(v) for k, v in counts.items()}
 
 
@@ -60,7 +82,7 @@ def _check(counts: dict[str, np.ndarray], n_fp: float = 1.0) -> None:
         assert np.median(gap) < 1.5, f"{name}: {counts[name]} vs threshold {t}"
 
 
-def test_shot_noise_false_positives_within_formula(tmp_path):
+def test_shot_noise_false_positives_within_formula(tmp_path, gev_fallback):
     # observed (seeds 1000-1005): z-score 0 0 0 0 0 0, SNR 2 0 0 1 0 0 (formula: <= 1 each)
     _check(_noise_counts(tmp_path, range(6)))
 
@@ -76,10 +98,10 @@ def test_call_particles_survives_a_noise_map_where_gev_exclusion_covers_everythi
 
 
 @pytest.mark.slow
-def test_shot_noise_false_positives_many_seeds(tmp_path):
-    _check(_noise_counts(tmp_path, range(7, 27)))  # seed 1006 hits the GEV bug below
+def test_shot_noise_false_positives_many_seeds(tmp_path, gev_fallback):
+    _check(_noise_counts(tmp_path, range(6, 26)))
 
 
 @pytest.mark.slow
-def test_real_background_false_positives_within_formula(tmp_path):
+def test_real_background_false_positives_within_formula(tmp_path, gev_fallback):
     _check(_noise_counts(tmp_path, range(10), background=background_image()))

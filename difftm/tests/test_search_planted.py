@@ -38,8 +38,8 @@ from difftm.simulate.micrograph import random_orientations
 
 from planted import CaseResult, Target, run_case
 
-#: CFTR (125 kDa): 5 A/px, 180 A box, low-pass 12 A, 12 deg grid (8,640 orientations).
-MID = Target("6msm.pdb.gz", pixel_size=5.0, box=36, lowpass=12.0, step=12.0)
+#: CFTR (125 kDa): 5 A/px, 180 A box, low-pass 12 A, 15 deg grid (4,416 orientations).
+MID = Target("6msm.pdb.gz", pixel_size=5.0, box=36, lowpass=12.0, step=15.0)
 #: 80S ribosome (2.3 MDa): 10 A/px, 360 A box, low-pass 20 A (Nyquist), 12 deg grid.
 LARGE = Target("6zu5.cif.gz", pixel_size=10.0, box=36, lowpass=20.0, step=12.0)
 
