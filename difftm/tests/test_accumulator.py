@@ -47,6 +47,23 @@ def test_merge_is_order_independent_and_ties_take_smallest_index():
     np.testing.assert_allclose(fwd.total.numpy(), rev.total.numpy(), rtol=1e-12)
 
 
+def test_sums_are_exact_and_independent_of_grouping():
+    cc = _maps(30) * 3.0
+    a = Accumulator.empty((6, 7))
+    a.update(cc, torch.arange(30))
+    b = Accumulator.empty((6, 7))
+    bounds = [0, 1, 4, 11, 12, 29, 30]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        part = Accumulator.empty((6, 7))
+        part.update(cc[lo:hi], torch.arange(lo, hi))
+        b.merge(part)
+    assert torch.equal(a.total, b.total) and torch.equal(a.total_sq, b.total_sq)
+    total, total_sq = a.sums()
+    ref = cc.double()
+    np.testing.assert_allclose(total.numpy(), ref.sum(0).numpy(), atol=30 * 2**-24)
+    np.testing.assert_allclose(total_sq.numpy(), (ref**2).sum(0).numpy(), rtol=1e-6, atol=1e-4)
+
+
 def test_numpy_round_trip():
     acc = Accumulator.empty((3, 4))
     acc.update(_maps(5, (3, 4)), torch.arange(5))

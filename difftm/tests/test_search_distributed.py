@@ -23,9 +23,8 @@ def inputs(tmp_path_factory):
 
 def _same(a, b):
     np.testing.assert_array_equal(a.best_index, b.best_index)
-    np.testing.assert_array_equal(a.maps["snr"], b.maps["snr"])
-    for name in ("mean", "sigma", "zscore", "snr_flatfield"):
-        np.testing.assert_allclose(a.maps[name], b.maps[name], rtol=1e-5, atol=1e-5)
+    for name in a.maps:  # bit-identical however the search was split
+        np.testing.assert_array_equal(a.maps[name], b.maps[name])
 
 
 def test_parts_in_process_match_a_single_run(inputs):

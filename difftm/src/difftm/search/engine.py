@@ -244,8 +244,9 @@ def finalize(
     valid = torch.zeros((h, w), dtype=torch.bool, device=best.device)
     valid[lo : h - hi, lo : w - hi] = True
     n_valid = int(valid.sum())
-    g_mean = float(acc.total[valid].sum() / (acc.count * n_valid))
-    g_var = float(acc.total_sq[valid].sum() / (acc.count * n_valid)) - g_mean**2
+    total, total_sq = acc.sums()
+    g_mean = float(total[valid].sum() / (acc.count * n_valid))
+    g_var = float(total_sq[valid].sum() / (acc.count * n_valid)) - g_mean**2
     g_sd = math.sqrt(max(g_var, 1e-30))
     zscore = (best - mean) / sigma.clamp_min(1e-12)
     idx = acc.best_index.clamp_min(0).cpu()
