@@ -27,7 +27,9 @@ def test_cc_matches_brute_force_correlation_with_centre_convention(tmp_path):
     vol = blob_volume(d, seed=1)
     corr = _correlator(image, vol, tmp_path, whiten=False)
     t = torch.as_tensor(np.random.default_rng(5).standard_normal((1, d, d)), dtype=torch.float32)
-    cc = corr.correlate_templates(t)[0].double().numpy()
+    cc = corr.correlate_templates(t)[0].double().numpy()  # default (CPU: transposed) layout
+    corr.set_layout("standard")
+    np.testing.assert_allclose(corr.correlate_templates(t)[0].double().numpy(), cc, atol=1e-4)
     # the image as the correlator sees it (prepared, unit variance), undoing the phase ramp
     prepared = np.fft.irfft2(
         (corr.image.to(torch.complex128).numpy()
@@ -73,3 +75,15 @@ def test_noise_only_correlations_have_zero_mean_unit_sd(tmp_path, seed):
     cc = corr.correlate(torch.arange(0, 40)).double().numpy()
     assert abs(cc.mean()) < 0.02
     assert abs(cc.std() - 1.0) < 0.02
+
+
+def test_transposed_and_standard_layouts_agree(tmp_path):
+    h, w, d = 96, 130, 24  # non-square, so a transposed result could not pass
+    corr = _correlator(white_noise((h, w), seed=7), blob_volume(d, seed=3), tmp_path)
+    idx = torch.arange(0, 12)
+    corr.set_layout("transposed")
+    a = corr.correlate(idx)
+    corr.set_layout("standard")
+    b = corr.correlate(idx)
+    assert a.shape == b.shape == (12, h, w)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5)

@@ -72,8 +72,20 @@ class Correlator:
         kx = torch.fft.rfftfreq(w, device=self.device, dtype=torch.float64)
         phase = torch.exp(-2j * torch.pi * (ky[:, None] * c + kx[None, :] * c))
         # CC(p) = sum_u t(u) i(p + u - c) = CC_corner(p - c): a shift by c in real space.
-        self.image = (prepared.spectrum.to(torch.complex128) * phase).to(torch.complex64)
+        image = prepared.spectrum.to(torch.complex128) * phase
         self.n_pixels_total = h * w
+        # Layout: CUDA keeps torch.fft's natural (H, W//2+1) layout; on the CPU, FFTs along a
+        # strided axis are slow (irfft2 of a 1024^2 batch: 16 ms/map vs 11 ms for the same
+        # transforms on contiguous rows plus one transpose), so the spectrum is kept
+        # transposed (W//2+1, H) and the template is flipped in its box instead of
+        # conjugating its spectrum: for real t, flip_box(t) has FFT conj(T) times
+        # exp(-2 pi i k (D-1)), a phase folded into the image once (saves a full pass).
+        self.layout = "standard" if self.device.type == "cuda" else "transposed"
+        if self.layout == "standard":
+            self.image = image.to(torch.complex64)
+        else:
+            flip = torch.exp(2j * torch.pi * (ky[:, None] * (d - 1) + kx[None, :] * (d - 1)))
+            self.image = (image * flip).to(torch.complex64).T.contiguous()
 
     @property
     def n_search(self) -> int:
@@ -100,13 +112,37 @@ class Correlator:
         norm = torch.sqrt((s2 - s1 * s1 / n).clamp_min(1e-30)).to(t.dtype)
         return t / norm[:, None, None]
 
+    def set_layout(self, layout: str) -> None:
+        """Switch between the ``standard`` and ``transposed`` spectrum layouts (tests)."""
+        if layout == self.layout:
+            return
+        h, w = self.shape
+        d = self.box
+        ky = torch.fft.fftfreq(h, device=self.device, dtype=torch.float64)
+        kx = torch.fft.rfftfreq(w, device=self.device, dtype=torch.float64)
+        flip = torch.exp(2j * torch.pi * (ky[:, None] * (d - 1) + kx[None, :] * (d - 1)))
+        img = self.image.to(torch.complex128)
+        if layout == "transposed":
+            self.image = (img * flip).to(torch.complex64).T.contiguous()
+        elif layout == "standard":
+            self.image = (img.T / flip).to(torch.complex64).contiguous()
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+        self.layout = layout
+
     def correlate_templates(self, t: torch.Tensor) -> torch.Tensor:
         """Correlation maps (B, H, W) of real templates (B, D, D) with the micrograph."""
         h, w = self.shape
-        rows = torch.fft.rfft(t, n=w, dim=-1)  # pruned: D rows only
-        spec = torch.fft.fft(rows, n=h, dim=-2)  # zero rows D..H-1 implied
-        spec = torch.conj_physical(spec).mul_(self.image)
-        return torch.fft.irfft2(spec, s=(h, w))
+        if self.layout == "standard":
+            rows = torch.fft.rfft(t, n=w, dim=-1)  # pruned: D rows only
+            spec = torch.fft.fft(rows, n=h, dim=-2)  # zero rows D..H-1 implied
+            spec = torch.conj_physical(spec).mul_(self.image)
+            return torch.fft.irfft2(spec, s=(h, w))
+        rows = torch.fft.rfft(t.flip(-1, -2), n=w, dim=-1)  # pruned: D rows, (B, D, W/2+1)
+        cols = rows.transpose(-1, -2).contiguous()  # (B, W/2+1, D), small
+        spec = torch.fft.fft(cols, n=h, dim=-1).mul_(self.image)  # (B, W/2+1, H)
+        spec = torch.fft.ifft(spec, dim=-1).transpose(-1, -2).contiguous()  # (B, H, W/2+1)
+        return torch.fft.irfft(spec, n=w, dim=-1)
 
     def correlate(self, indices: torch.Tensor) -> torch.Tensor:
         """Correlation maps (B, H, W) for flat search indices (B,)."""
