@@ -21,32 +21,11 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from planted import Target, background_image, run_case
+from planted import Target, background_image, gev_fallback, run_case  # noqa: F401
 
 #: Coarse grid (20 deg, 1,908 orientations): the threshold accounts for N_search.
 NOISE_TARGET = Target("6msm.pdb.gz", pixel_size=5.0, box=36, lowpass=12.0, step=20.0)
 SHAPE = (128, 128)
-
-
-@pytest.fixture
-def gev_fallback(monkeypatch):
-    """Work around the GEV crash (see the strict xfail test below) to measure erfc counts.
-
-    ``call_particles`` always fits the GEV noise model, whose second pass can be left with no
-    pixels on a small noise map; then fall back to the screening fit of all pixels. The
-    z-score and SNR decisions measured here do not depend on the GEV fit.
-    """
-    import difftm.stats.gev as gev
-
-    original = gev.fit_gev_noise
-
-    def safe(score_map, *args, **kwargs):
-        try:
-            return original(score_map, *args, **kwargs)
-        except ValueError:
-            return gev.fit_gev(score_map, 0.9, 0.45)
-
-    monkeypatch.setattr(gev, "fit_gev_noise", safe)
 
 
 def _noise_counts(tmp_path: Path, seeds, background=None) -> dict[str, np.ndarray]:
@@ -82,7 +61,8 @@ def _check(counts: dict[str, np.ndarray], n_fp: float = 1.0) -> None:
         assert np.median(gap) < 1.5, f"{name}: {counts[name]} vs threshold {t}"
 
 
-def test_shot_noise_false_positives_within_formula(tmp_path, gev_fallback):
+@pytest.mark.usefixtures("gev_fallback")
+def test_shot_noise_false_positives_within_formula(tmp_path):
     # observed (seeds 1000-1005): z-score 0 0 0 0 0 0, SNR 2 0 0 1 0 0 (formula: <= 1 each)
     _check(_noise_counts(tmp_path, range(6)))
 
@@ -98,10 +78,12 @@ def test_call_particles_survives_a_noise_map_where_gev_exclusion_covers_everythi
 
 
 @pytest.mark.slow
-def test_shot_noise_false_positives_many_seeds(tmp_path, gev_fallback):
+@pytest.mark.usefixtures("gev_fallback")
+def test_shot_noise_false_positives_many_seeds(tmp_path):
     _check(_noise_counts(tmp_path, range(6, 26)))
 
 
 @pytest.mark.slow
-def test_real_background_false_positives_within_formula(tmp_path, gev_fallback):
+@pytest.mark.usefixtures("gev_fallback")
+def test_real_background_false_positives_within_formula(tmp_path):
     _check(_noise_counts(tmp_path, range(10), background=background_image()))
