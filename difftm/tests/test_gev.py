@@ -136,3 +136,14 @@ def test_exclusion_mask_equals_distance_transform() -> None:
         for threshold in (2.0, 3.0):
             expected = ndimage.distance_transform_edt(m < threshold) > radius
             np.testing.assert_array_equal(exclusion_mask(m, threshold, radius), expected)
+
+
+def test_noise_fit_survives_exclusion_covering_most_of_a_small_map():
+    """Regression: discs around pixels above a low provisional threshold used to cover the
+    whole map and the second fit raised; the screening fit is used then."""
+    rng = np.random.default_rng(4)
+    small = rng.standard_normal((200, 1000)).max(axis=1).reshape(10, 20)
+    small = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1)  # 30 x 60, smooth-ish
+    fit = fit_gev_noise(small, exclusion_radius=25.0)
+    assert np.isfinite(fit.loc) and fit.scale > 0
+    assert np.isfinite(gev_threshold(fit, small.size))

@@ -240,7 +240,8 @@ def fit_gev_noise(
 
     A screening fit of all finite pixels, cut at ``screen_quantile``, gives a provisional
     threshold (``n_false_positives`` per map); pixels within ``exclusion_radius`` of any pixel
-    above it are excluded and the final fit uses the rest.
+    above it are excluded and the final fit uses the rest. If the exclusion would remove
+    more than half of the finite pixels, the screening fit is returned instead.
 
     Args:
         score_map: 2D map [y, x] (NaN pixels are ignored, e.g. an unsearched border).
@@ -260,6 +261,13 @@ def fit_gev_noise(
     first = fit_gev(scores, screen_quantile, min(lower_quantile, screen_quantile / 2))
     provisional = gev_threshold(first, max(n_finite, 2), min(n_false_positives, n_finite / 2))
     keep = exclusion_mask(scores, provisional, exclusion_radius) & finite
+    if int(keep.sum()) < max(100, n_finite // 2):
+        # The discs would remove most of the map (a small or crowded map, or a low
+        # provisional threshold): the screening fit, which already ignores the top 10%,
+        # is the better noise model then.
+        return GevFit(c=first.c, loc=first.loc, scale=first.scale, n_values=first.n_values,
+                      n_upper=first.n_upper, upper_point=first.upper_point,
+                      n_excluded=int(scores.size - n_finite))
     second = fit_gev(scores[keep], upper_quantile, lower_quantile, upper_mode)
     return GevFit(c=second.c, loc=second.loc, scale=second.scale, n_values=second.n_values,
                   n_upper=second.n_upper, upper_point=second.upper_point,
