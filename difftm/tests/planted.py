@@ -71,27 +71,6 @@ def background_image() -> np.ndarray:
     return read_mrc(path).data
 
 
-@pytest.fixture
-def gev_fallback(monkeypatch):
-    """Work around the GEV crash (strict xfail in test_search_false_positives.py).
-
-    ``call_particles`` always fits the GEV noise model, whose second pass can be left with no
-    pixels on a small map; then fall back to the screening fit of all pixels. The
-    z-score and SNR decisions measured here do not depend on the GEV fit.
-    """
-    import difftm.stats.gev as gev
-
-    original = gev.fit_gev_noise
-
-    def safe(score_map, *args, **kwargs):
-        try:
-            return original(score_map, *args, **kwargs)
-        except ValueError:
-            return gev.fit_gev(score_map, 0.9, 0.45)
-
-    monkeypatch.setattr(gev, "fit_gev_noise", safe)
-
-
 def run_case(
     folder: Path,
     target: Target,

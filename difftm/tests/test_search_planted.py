@@ -36,7 +36,7 @@ from difftm.geometry.euler import euler_to_matrix, rotation_angle_deg
 from difftm.geometry.grids import orientation_grid
 from difftm.simulate.micrograph import random_orientations
 
-from planted import CaseResult, Target, gev_fallback, run_case  # noqa: F401
+from planted import CaseResult, Target, run_case
 
 #: CFTR (125 kDa): 5 A/px, 180 A box, low-pass 12 A, 15 deg grid (4,416 orientations).
 MID = Target("6msm.pdb.gz", pixel_size=5.0, box=36, lowpass=12.0, step=15.0)
@@ -78,7 +78,6 @@ def test_grid_covering_radius_is_below_one_step():
                                                                        abs=1e-6)
 
 
-@pytest.mark.usefixtures("gev_fallback")
 def test_mid_size_target_planted_particles_are_all_found(tmp_path):
     case = run_case(tmp_path, MID, (128, 128), n_particles=3, seed=0)
     _assert_all_found(case, MID)
@@ -86,7 +85,6 @@ def test_mid_size_target_planted_particles_are_all_found(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.usefixtures("gev_fallback")
 def test_mid_size_target_more_seeds(tmp_path, seed):
     case = run_case(tmp_path, MID, (128, 128), n_particles=3, seed=seed)
     _assert_all_found(case, MID)
@@ -94,7 +92,6 @@ def test_mid_size_target_more_seeds(tmp_path, seed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.usefixtures("gev_fallback")
 def test_large_target_planted_particles_are_all_found(tmp_path, seed):
     case = run_case(tmp_path, LARGE, (160, 160), n_particles=4, seed=seed)
     _assert_all_found(case, LARGE)
