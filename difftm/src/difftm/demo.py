@@ -141,7 +141,8 @@ def run_demo(output: Path, settings: DemoSettings | None = None, log: Log = prin
             lowpass=s.lowpass, device=s.device, overwrite=True)
         log(f"[{name}] searching")
         result = run_search(cfg, progress=_progress_printer(log))
-        table, call = call_particles(result, metric="zscore")
+        # a strong particle has secondary correlation peaks out to about its radius
+        table, call = call_particles(result, metric="zscore", min_distance=0.6 * s.box)
         called = table[table["called"]].reset_index(drop=True)
         optics, particles = particles_star_tables(table, result, str(mic_path))
         write_particles_star(folder / "particles.star", particles, optics, overwrite=True)
