@@ -77,8 +77,8 @@ def angular_errors(
 
     if len(det_angles) == 0:
         return np.zeros(0)
-    r_det = euler_to_matrix(torch.as_tensor(det_angles, dtype=torch.float64))
-    r_true = euler_to_matrix(torch.as_tensor(true_angles, dtype=torch.float64))
+    r_det = euler_to_matrix(torch.tensor(np.array(det_angles, dtype=np.float64)))
+    r_true = euler_to_matrix(torch.tensor(np.array(true_angles, dtype=np.float64)))
     sym = symmetry_matrices(symmetry).to(torch.float64)
     best = None
     for g in sym:
