@@ -93,6 +93,23 @@ def test_tuned_mode_prunes_confidently_unpaired_helix_ends():
     assert choose_structure(cands, p, settings_for("published"))[0] == pairs
 
 
+def test_conservative_mode_prunes_only_when_both_ends_called_unpaired():
+    pairs = [(1, 12), (2, 11), (3, 10), (4, 9)]
+    p = np.full(12, 0.01)
+    p[0], p[11] = 0.995, 0.2  # tuned prunes this outer pair; conservative keeps it
+    cands = [Candidate("mfe", True, tuple(pairs), -5.0)]
+    conservative = settings_for("conservative")
+    assert (conservative.prune_max, conservative.prune_min) == (0.99, 0.5)
+    assert choose_structure(cands, p, settings_for("tuned"))[0] == pairs[1:]
+    assert choose_structure(cands, p, conservative)[0] == pairs
+    p[11] = 0.6  # both ends called unpaired, one confidently: pruned
+    assert choose_structure(cands, p, conservative)[0] == pairs[1:]
+    p[0] = 0.98  # neither end confidently unpaired: kept
+    assert choose_structure(cands, p, conservative)[0] == pairs
+    p[0], p[3], p[8] = 0.995, 0.999, 0.7  # inner terminal pair (4, 9) also qualifies
+    assert choose_structure(cands, p, conservative)[0] == pairs[1:3]
+
+
 @pytest.fixture(scope="module")
 def published_cases():
     if not (CS2BPS / "ss_table_0.txt").is_file():

@@ -110,7 +110,8 @@ def fold(
     mode: Annotated[str, typer.Option(
         help=f"Selection mode: {' | '.join(MODES)}. published = the CS-Fold paper; tuned = "
              "also drop helix-end pairs with a nucleotide confidently called unpaired "
-             "(docs/CSFOLD.md).")
+             "(docs/CSFOLD.md); conservative = drop them only when both nucleotides are "
+             "called unpaired (P > 0.5), the mode whose PPV gain held out of sample.")
     ] = "published",
     seed: Annotated[int, typer.Option(help="Seed of the shift imputation.")] = 500,
     maxit: Annotated[int, typer.Option(
