@@ -50,7 +50,10 @@ BACKGROUND_NAME = "Ucsf_stack_1142_DW.mrc"
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("DIFFTM_CACHE", Path.home() / ".cache" / "difftm"))
+    """The difftm cache root (the parent of the model cache of :mod:`difftm.io.cache`)."""
+    from difftm.io.cache import default_cache_dir
+
+    return default_cache_dir().parent
 
 
 def find_background(log: Log) -> Path | None:

@@ -37,6 +37,22 @@ def save_checkpoint(folder: Path, acc: Accumulator, next_index: int, fingerprint
     atomic_save(Path(folder) / CHECKPOINT_NAME, lambda fh: np.savez(fh, **arrays))
 
 
+def checkpoint_fingerprint(folder: Path) -> str | None:
+    """Fingerprint of the checkpoint in ``folder`` (None if none), without loading the maps.
+
+    Raises:
+        ValueError: the checkpoint exists but cannot be read.
+    """
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return str(data["fingerprint"])
+    except Exception as err:  # corrupt zip, truncated file
+        raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
+
+
 def load_checkpoint(folder: Path) -> tuple[Accumulator, int, str] | None:
     """Return ``(accumulator, next_index, fingerprint)`` or None if there is no checkpoint.
 

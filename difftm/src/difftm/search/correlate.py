@@ -84,8 +84,7 @@ class Correlator:
         if self.layout == "standard":
             self.image = image.to(torch.complex64)
         else:
-            flip = torch.exp(2j * torch.pi * (ky[:, None] * (d - 1) + kx[None, :] * (d - 1)))
-            self.image = (image * flip).to(torch.complex64).T.contiguous()
+            self.image = (image * self._flip_phase()).to(torch.complex64).T.contiguous()
 
     @property
     def n_search(self) -> int:
@@ -112,15 +111,20 @@ class Correlator:
         norm = torch.sqrt((s2 - s1 * s1 / n).clamp_min(1e-30)).to(t.dtype)
         return t / norm[:, None, None]
 
-    def set_layout(self, layout: str) -> None:
-        """Switch between the ``standard`` and ``transposed`` spectrum layouts (tests)."""
-        if layout == self.layout:
-            return
+    def _flip_phase(self) -> torch.Tensor:
+        """exp(2 pi i k (D-1)) on the (H, W//2+1) grid: turns the spectrum of a box-flipped
+        template into the conjugate spectrum of the template (transposed layout)."""
         h, w = self.shape
         d = self.box
         ky = torch.fft.fftfreq(h, device=self.device, dtype=torch.float64)
         kx = torch.fft.rfftfreq(w, device=self.device, dtype=torch.float64)
-        flip = torch.exp(2j * torch.pi * (ky[:, None] * (d - 1) + kx[None, :] * (d - 1)))
+        return torch.exp(2j * torch.pi * (ky[:, None] * (d - 1) + kx[None, :] * (d - 1)))
+
+    def set_layout(self, layout: str) -> None:
+        """Switch between the ``standard`` and ``transposed`` spectrum layouts (tests)."""
+        if layout == self.layout:
+            return
+        flip = self._flip_phase()
         img = self.image.to(torch.complex128)
         if layout == "transposed":
             self.image = (img * flip).to(torch.complex64).T.contiguous()

@@ -31,34 +31,21 @@ from difftm.search.results import BUNDLE_NAME, SearchResult, load_results
 PARTS_DIR = "parts"
 
 
-def _grid(cfg: SearchConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    from difftm.geometry.grids import orientation_grid
-
-    angles = orientation_grid(cfg.out_of_plane_step, cfg.in_plane_step, cfg.symmetry)
-    if angles.shape[0] == 0:
-        raise ValueError("the orientation grid is empty: check the steps and symmetry")
-    return angles, torch.tensor(cfg.defocus_offsets(), dtype=torch.float64)
-
-
 def search_part(config: dict, start: int, stop: int, batch: int, device: str) -> dict:
     """Correlate search indices ``[start, stop)``; return the accumulator as numpy arrays.
 
     Runs anywhere the inputs are readable (a Dask worker, a subprocess, this process).
     """
     from difftm.search.device import resolve_device
-    from difftm.search.engine import _load_inputs, build_correlator
+    from difftm.search.engine import _load_inputs, build_correlator, correlate_range, search_grid
 
     cfg = SearchConfig(**config)
     dev = resolve_device(device)
     image, volume = _load_inputs(cfg)
-    angles, offsets = _grid(cfg)
+    angles, offsets = search_grid(cfg)
     corr = build_correlator(cfg, image, volume, angles, offsets, dev)
     acc = Accumulator.empty(corr.shape, dev)
-    idx_all = torch.arange(start, stop, dtype=torch.int64)
-    with torch.inference_mode():
-        for b0 in range(0, stop - start, batch):
-            idx = idx_all[b0 : b0 + batch]
-            acc.update(corr.correlate(idx), idx.to(dev))
+    correlate_range(corr, acc, start, stop, batch)
     return acc.to_numpy()
 
 
@@ -86,7 +73,7 @@ def run_search_distributed(
         The finished result, also written to ``cfg.output`` like :func:`run_search`.
     """
     from difftm.search.device import plan_batch_size, resolve_device
-    from difftm.search.engine import _load_inputs, finalize, prepare_output
+    from difftm.search.engine import _load_inputs, finalize, prepare_output, search_grid
 
     fingerprint = cfg.fingerprint()
     prepare_output(cfg, fingerprint)
@@ -94,7 +81,7 @@ def run_search_distributed(
     if (out / BUNDLE_NAME).exists():
         return load_results(out)
     image, volume = _load_inputs(cfg)  # validate inputs here, before any worker starts
-    angles, offsets = _grid(cfg)
+    angles, offsets = search_grid(cfg)
     n_search = int(angles.shape[0]) * int(offsets.numel())
     box = int(volume.shape[0])
     device = resolve_device(cfg.device)

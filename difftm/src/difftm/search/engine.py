@@ -23,11 +23,22 @@ import torch
 from difftm.geometry.euler import euler_to_matrix
 from difftm.geometry.grids import orientation_grid
 from difftm.search.accumulator import Accumulator
-from difftm.search.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from difftm.search.checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from difftm.search.config import SearchConfig, load_config
 from difftm.search.device import plan_batch_size, resolve_device
 from difftm.search.preprocess import prepare_micrograph, template_filter
-from difftm.search.results import BUNDLE_NAME, MAP_NAMES, SearchResult, load_results
+from difftm.search.results import (
+    BUNDLE_NAME,
+    MAP_NAMES,
+    SearchResult,
+    load_results,
+    result_fingerprint,
+)
 
 #: Files a search owns in its output folder (others are never touched).
 OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml") + tuple(
@@ -106,15 +117,9 @@ def prepare_output(cfg: SearchConfig, fingerprint: str) -> None:
 
 
 def _folder_fingerprint(out: Path) -> str | None:
-    bundle = out / BUNDLE_NAME
-    if bundle.exists():
-        try:
-            return str(load_results(out).metadata.get("fingerprint"))
-        except ValueError:
-            return "unreadable"
-    state = load_checkpoint(out) if (out / CHECKPOINT_NAME).exists() else None
-    if state is not None:
-        return state[2]
+    for theirs in (result_fingerprint(out), checkpoint_fingerprint(out)):
+        if theirs is not None:
+            return theirs
     if (out / "config.yaml").exists():
         try:
             return load_config(out / "config.yaml", {}).fingerprint()
@@ -150,10 +155,7 @@ def run_search(
         return load_results(out)  # finished earlier with the same fingerprint
     image, volume = _load_inputs(cfg)
     device = resolve_device(cfg.device)
-    angles = orientation_grid(cfg.out_of_plane_step, cfg.in_plane_step, cfg.symmetry)
-    if angles.shape[0] == 0:
-        raise ValueError("the orientation grid is empty: check the steps and symmetry")
-    offsets = torch.tensor(cfg.defocus_offsets(), dtype=torch.float64)
+    angles, offsets = search_grid(cfg)
     correlator = build_correlator(cfg, image, volume, angles, offsets, device)
     n_search = correlator.n_search
     box = correlator.box
@@ -174,22 +176,18 @@ def run_search(
         acc, start = Accumulator.empty(correlator.shape, device), 0
     t0 = time.perf_counter()
     chunks_done = 0
-    all_indices = torch.arange(n_search, dtype=torch.int64)
-    with torch.inference_mode():
-        pos = start
-        while pos < n_search:
-            chunk_end = min(n_search, pos + chunk)
-            for b0 in range(pos, chunk_end, batch):
-                idx = all_indices[b0 : min(chunk_end, b0 + batch)]
-                acc.update(correlator.correlate(idx), idx.to(device))
-                if progress is not None:
-                    progress(min(chunk_end, b0 + batch), n_search, time.perf_counter() - t0)
-            pos = chunk_end
-            save_checkpoint(out, acc, pos, fingerprint)
-            chunks_done += 1
-            stop = stop_after_chunks is not None and chunks_done >= stop_after_chunks
-            if stop and pos < n_search:
-                raise SearchInterrupted(f"stopped after {chunks_done} chunks at index {pos}")
+    on_batch = None if progress is None else (
+        lambda done: progress(done, n_search, time.perf_counter() - t0))
+    pos = start
+    while pos < n_search:
+        chunk_end = min(n_search, pos + chunk)
+        correlate_range(correlator, acc, pos, chunk_end, batch, on_batch)
+        pos = chunk_end
+        save_checkpoint(out, acc, pos, fingerprint)
+        chunks_done += 1
+        stop = stop_after_chunks is not None and chunks_done >= stop_after_chunks
+        if stop and pos < n_search:
+            raise SearchInterrupted(f"stopped after {chunks_done} chunks at index {pos}")
     elapsed = time.perf_counter() - t0
     result = finalize(acc, cfg, angles, offsets, box, fingerprint,
                       timings={"seconds": elapsed, "resumed_from": start,
@@ -197,6 +195,44 @@ def run_search(
     result.save(out)
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return result
+
+
+def search_grid(cfg: SearchConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The orientation grid (N, 3) and defocus offsets (N_def,) of a search, float64.
+
+    Raises:
+        ValueError: the orientation grid is empty.
+    """
+    angles = orientation_grid(cfg.out_of_plane_step, cfg.in_plane_step, cfg.symmetry)
+    if angles.shape[0] == 0:
+        raise ValueError("the orientation grid is empty: check the steps and symmetry")
+    return angles, torch.tensor(cfg.defocus_offsets(), dtype=torch.float64)
+
+
+def correlate_range(
+    correlator,
+    acc: Accumulator,
+    start: int,
+    stop: int,
+    batch: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Fold the correlations of search indices ``[start, stop)`` into ``acc`` in batches.
+
+    Args:
+        correlator: a :class:`~difftm.search.correlate.Correlator`.
+        acc: accumulator on the correlator's device.
+        start, stop: index range.
+        batch: correlations per batch.
+        on_batch: called with the number of indices done (absolute) after every batch.
+    """
+    with torch.inference_mode():
+        for b0 in range(start, stop, batch):
+            b1 = min(stop, b0 + batch)
+            idx = torch.arange(b0, b1, dtype=torch.int64)
+            acc.update(correlator.correlate(idx), idx)
+            if on_batch is not None:
+                on_batch(b1)
 
 
 def build_correlator(

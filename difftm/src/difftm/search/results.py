@@ -69,6 +69,19 @@ class SearchResult:
         atomic_save(folder / BUNDLE_NAME, lambda fh: np.savez_compressed(fh, **payload))
 
 
+def result_fingerprint(folder: Path) -> str | None:
+    """Fingerprint stored in the results bundle of ``folder`` (None if there is no bundle),
+    read without loading the maps; ``"unreadable"`` for a damaged bundle."""
+    path = Path(folder) / BUNDLE_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return str(json.loads(str(data["metadata"])).get("fingerprint"))
+    except Exception:
+        return "unreadable"
+
+
 def load_results(folder: Path) -> SearchResult:
     """Load a finished search from its output folder.
 
