@@ -4,7 +4,7 @@ For each RNA: retrain the six-network ensemble on the other 107 RNAs (``ss_table
 its measured shifts (``shifts_corrected/measured_shifts_<ID>.dat``) against the other RNAs'
 rows of ``ss_table_0``, predict P(unpaired), and score the calls (P > 0.5 = unpaired, as a
 classifier) against the table's class labels. RNAs with a reference 3D structure
-(``reference_pdb/<ID>.pdb.gz``) are folded with CS-Fold (both modes) and with plain ViennaRNA
+(``reference_pdb/<ID>.pdb.gz``) are folded with CS-Fold (all modes) and with plain ViennaRNA
 MFE (baseline); base pairs of the reference are annotated with rnapolis (ADE/CYT/GUA/URA
 renamed to A/C/G/U; canonical cWW G-C, A-U and G-U wobble pairs). Sensitivity = TP / reference
 pairs, PPV = TP / predicted pairs, exact pair matches. RNAs whose reference covers only part
@@ -12,7 +12,7 @@ of the sequence are scored on the covered residues and reported separately.
 
 Usage::
 
-    python benchmarks/csfold_loo.py [--data DIR] [--epochs 60] [--workers 2] [--mode published]
+    python benchmarks/csfold_loo.py [--data DIR] [--epochs 60] [--workers 2] [--mode conservative]
         [--cache loo_predictions.npz] [--limit N]
 
 The LAST line printed is
@@ -38,7 +38,8 @@ from csrna.classifier import train_ensemble
 from csrna.csfold import (
     MODES,
     choose_structure,
-    predict_unpaired,
+    classify_residues,
+    impute_residues,
     settings_for,
 )
 from csrna.features import read_ss_table_0, read_ss_table_1
@@ -134,12 +135,14 @@ def run_one(task: tuple) -> dict:
     ref_rows = t0[t0["id"] != rna]
     reference = (ref_rows[list(NUCLEI)].to_numpy(np.float64), ref_rows["resname"].to_numpy())
     shifts = read_shifts(cs2 / "shifts_corrected" / f"measured_shifts_{rna}.dat")
-    probs = predict_unpaired(shifts, ens, reference)
+    complete, n_measured = impute_residues(shifts, reference)
+    probs = classify_residues(complete, ens)
     truth = t1[t1["id"] == rna][["resid", "class"]]
     merged = truth.merge(probs[["resid", "p_unpaired"]], on="resid", how="left")
     calls = merged["p_unpaired"].to_numpy() > 0.5
     out = {"rna": rna, "n_res": len(truth), "n_correct": int((calls == merged["class"]).sum()),
-           "p": probs[["resid", "p_unpaired"]].to_numpy()}
+           "p": probs[["resid", "p_unpaired"]].to_numpy(), "complete": complete,
+           "n_measured": n_measured}
     pdb = cs2 / "reference_pdb" / f"{rna}.pdb.gz"
     if not pdb.is_file():
         return out
@@ -180,6 +183,52 @@ def evaluate(results: list[dict], mode: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PRUNE_GRID = [(a, m) for a in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+              for m in (0.6, 0.8, 0.9, 0.95, 0.99)] + [(0.0, 1.0)]  # last: never prunes
+
+
+def folded_full(results: list[dict]) -> list[dict]:
+    """The fold results of RNAs whose reference covers the whole sequence."""
+    return [r for r in results if "candidates" in r and not r["partial"]]
+
+
+def grid_scores(res: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-RNA (sensitivity, PPV) for every pruning threshold pair of :data:`PRUNE_GRID`.
+
+    Returns:
+        (scores (grid, RNAs, 2), baseline scores (RNAs, 2)).
+    """
+    from csrna.csfold import FoldSettings
+
+    sp = np.array([[score(choose_structure(r["candidates"], r["p_seq"],
+                                           FoldSettings(prune_max=m, prune_min=a))[0],
+                          r["ref_pairs"], set(r["covered"])) for r in res]
+                   for a, m in PRUNE_GRID])
+    base = np.array([score(r["baseline"], r["ref_pairs"], set(r["covered"])) for r in res])
+    return sp, base
+
+
+def pick_thresholds(sp: np.ndarray, ref: np.ndarray, train: np.ndarray) -> int:
+    """Grid index with the best mean PPV on ``train`` among those keeping ``ref``'s sensitivity.
+
+    Args:
+        sp: (grid, RNAs, 2) per-RNA (sensitivity, PPV) of each grid point; when no point keeps
+            the sensitivity, the last one is taken (for :data:`PRUNE_GRID`: no pruning).
+        ref: (RNAs, 2) scores whose mean sensitivity must be kept.
+        train: indices of the RNAs the choice is made on.
+    """
+    ok = [g for g in range(sp.shape[0])
+          if sp[g, train, 0].mean() >= ref[train, 0].mean() - 1e-9] or [sp.shape[0] - 1]
+    return max(ok, key=lambda g: (sp[g, train, 1].mean(), sp[g, train, 0].mean()))
+
+
+def nested_loo(sp: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per-RNA scores with the grid point re-chosen on the other RNAs (leave-one-RNA-out)."""
+    everyone = np.arange(sp.shape[1])
+    return np.array([sp[pick_thresholds(sp, ref, everyone[everyone != k]), k]
+                     for k in everyone])
+
+
 def cross_validate_pruning(results: list[dict], keep: str = "baseline", repeats: int = 50,
                            seed: int = 0) -> str:
     """Honest estimate of the pruning thresholds: re-chosen by cross-validation over RNAs.
@@ -193,42 +242,70 @@ def cross_validate_pruning(results: list[dict], keep: str = "baseline", repeats:
     Returns:
         A one-line summary.
     """
-    from csrna.csfold import FoldSettings
-
-    res = [r for r in results if "candidates" in r and not r["partial"]]
+    res = folded_full(results)
     if len(res) < 10:
         return f"# pruning-threshold cross-validation skipped ({len(res)} folded RNAs)"
-    grid = [(a, m) for a in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5) for m in (0.6, 0.8, 0.9, 0.95, 0.99)]
-    grid.append((0.0, 1.0))  # max P > 1 never holds: the published mode
-    sp = np.array([[score(choose_structure(r["candidates"], r["p_seq"],
-                                           FoldSettings(prune_max=m, prune_min=a))[0],
-                          r["ref_pairs"], set(r["covered"])) for r in res] for a, m in grid])
-    base = np.array([score(r["baseline"], r["ref_pairs"], set(r["covered"])) for r in res])
+    sp, base = grid_scores(res)
     ref = base if keep == "baseline" else sp[-1]
-
-    def pick(train: np.ndarray) -> int:
-        ok = [g for g in range(len(grid))
-              if sp[g, train, 0].mean() >= ref[train, 0].mean() - 1e-9] or [len(grid) - 1]
-        return max(ok, key=lambda g: (sp[g, train, 1].mean(), sp[g, train, 0].mean()))
-
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(repeats):
         perm = rng.permutation(len(res))
         halves = (perm[: len(res) // 2], perm[len(res) // 2 :])
         for train, test in (halves, halves[::-1]):
-            g = pick(train)
+            g = pick_thresholds(sp, ref, train)
             out.append((sp[g, test, 0].mean(), sp[g, test, 1].mean(),
                         base[test, 0].mean(), base[test, 1].mean()))
     out = np.array(out)
     s, p, bs, bp = out.mean(axis=0)
     ds, dp = (out[:, :2] - out[:, 2:]).std(axis=0)
-    everyone = np.arange(len(res))
-    loo = np.array([sp[pick(everyone[everyone != k]), k] for k in range(len(res))]).mean(axis=0)
+    loo = nested_loo(sp, ref).mean(axis=0)
     return (f"# thresholds re-chosen keeping {keep} sensitivity: 2-fold CV over RNAs "
             f"(x{repeats}) sensitivity {s:.3f} ppv {p:.3f} (baseline {bs:.3f} / {bp:.3f}; "
             f"difference sd {ds:.3f} / {dp:.3f}); leave-one-RNA-out {loo[0]:.3f} / "
             f"{loo[1]:.3f} (baseline {base[:, 0].mean():.3f} / {base[:, 1].mean():.3f})")
+
+
+def paired_gain(scores: np.ndarray, base: np.ndarray, label: str, n_boot: int = 10000,
+                seed: int = 0) -> str:
+    """Gain over the baseline with a paired bootstrap over RNAs.
+
+    Args:
+        scores, base: (RNAs, 2) per-RNA (sensitivity, PPV) of a method and of the baseline.
+        label: name printed in the line.
+        n_boot: bootstrap resamples of the RNAs.
+        seed: bootstrap seed.
+
+    Returns:
+        One line: mean differences, 95 % percentile intervals, the fraction of resamples with
+        no PPV gain, and how many RNAs got better / worse.
+    """
+    d = scores - base
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+    up, down = (d > 1e-9).sum(axis=0), (d < -1e-9).sum(axis=0)
+    return (f"# gain over baseline, {label}: sensitivity {d[:, 0].mean():+.4f} "
+            f"[{lo[0]:+.4f}, {hi[0]:+.4f}] (RNAs better/worse {up[0]}/{down[0]}); PPV "
+            f"{d[:, 1].mean():+.4f} [{lo[1]:+.4f}, {hi[1]:+.4f}] (better/worse "
+            f"{up[1]}/{down[1]}; bootstrap P(PPV gain <= 0) = {(boots[:, 1] <= 0).mean():.4f})")
+
+
+def gain_report(results: list[dict]) -> list[str]:
+    """Paired-bootstrap gain lines for every mode and for held-out conservative thresholds."""
+    res = folded_full(results)
+    if len(res) < 10:
+        return [f"# gain over baseline skipped ({len(res)} folded RNAs)"]
+    sp, base = grid_scores(res)
+    lines = []
+    for m in MODES:
+        s = settings_for(m)
+        per = np.array([score(choose_structure(r["candidates"], r["p_seq"], s)[0],
+                              r["ref_pairs"], set(r["covered"])) for r in res])
+        lines.append(paired_gain(per, base, f"mode {m}"))
+    lines.append(paired_gain(nested_loo(sp, sp[-1]), base,
+                             "conservative rule, thresholds chosen leaving each RNA out"))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,8 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=40,
                     help="epochs per network and fold (shipped ensemble: 60)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--mode", choices=MODES, default="tuned",
-                    help="mode of the summary line (both modes are tabulated)")
+    ap.add_argument("--mode", choices=MODES, default="conservative",
+                    help="mode of the per-RNA table and summary line (all modes are summarised)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="pickle of the fold results: reused if present, written otherwise")
     ap.add_argument("--limit", type=int, default=None, help="only the first N RNAs (testing)")
@@ -278,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{part['base_sens'].mean():.3f} / {part['base_ppv'].mean():.3f})")
     print(cross_validate_pruning(results, keep="baseline"))
     print(cross_validate_pruning(results, keep="published"))
+    print("\n".join(gain_report(results)))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     folded = table.dropna(subset=["sens"])
     full = folded[~folded["partial"].astype(bool)]

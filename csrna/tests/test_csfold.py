@@ -9,6 +9,7 @@ from _fold_data import CS2BPS, needs_data
 
 from csrna.classifier import load_ensemble
 from csrna.csfold import (
+    MODES,
     FoldSettings,
     check_shifts,
     choose_structure,
@@ -123,9 +124,10 @@ def published_cases():
 
 
 @needs_data
-def test_mir20b_2n7x_folds_to_reference_ct(published_cases):
+@pytest.mark.parametrize("mode", MODES)
+def test_mir20b_2n7x_folds_to_reference_ct(published_cases, mode):
     shifts, _, (ref_seq, ref_pairs), seq = published_cases["2N7X"]
-    result = cs_fold(seq, shifts)
+    result = cs_fold(seq, shifts, mode=mode)
     assert result.sequence == ref_seq
     assert result.pairs == ref_pairs
     assert dot_bracket(result.pairs, len(seq)) == "(((((..((.....))..)))))"
@@ -181,8 +183,9 @@ def test_shipped_and_published_ensembles_agree_on_test_cases(published_cases, ca
 
 @needs_data
 @pytest.mark.slow
-def test_loo_benchmark_smoke(capsys):
-    """The benchmark runs end to end on a few RNAs and ends with the summary line."""
+def test_loo_benchmark_smoke(capsys, tmp_path):
+    """The benchmark runs end to end on a few RNAs and ends with the summary line; the
+    alternatives script runs on its cache."""
     import re
     import sys
     from pathlib import Path
@@ -190,9 +193,40 @@ def test_loo_benchmark_smoke(capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import csfold_loo
 
-    csfold_loo.main(["--limit", "4", "--workers", "1", "--epochs", "5",
+    cache = tmp_path / "loo.pkl"
+    csfold_loo.main(["--limit", "6", "--workers", "1", "--epochs", "5", "--cache", str(cache),
                      "--data", str(CS2BPS.parents[1])])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     pattern = (r"sensitivity=[\d.]+ ppv=[\d.]+ accuracy=[\d.]+ baseline_sensitivity=[\d.]+ "
                r"baseline_ppv=[\d.]+")
     assert re.fullmatch(pattern, last), last
+
+    import csfold_alternatives
+
+    csfold_alternatives.main(["--cache", str(cache), "--skip-models",
+                              "--data", str(CS2BPS.parents[1])])
+    out = capsys.readouterr().out
+    assert out.startswith("# 3 fully covered RNAs") and "oracle" in out, out
+
+
+def test_paired_gain_interval_excludes_zero_only_for_a_consistent_gain():
+    """The benchmark's paired bootstrap: a gain on most RNAs vs a symmetric +-0.05 scatter."""
+    import re
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import csfold_loo
+
+    base = np.full((40, 2), 0.9)
+    gain = base.copy()
+    gain[:10, 1] += 0.05
+    noise = base.copy()
+    noise[:10, 1] += 0.05
+    noise[10:20, 1] -= 0.05
+    pattern = r"PPV ([-+][\d.]+) \[([-+][\d.]+), ([-+][\d.]+)\] \(better/worse (\d+)/(\d+)"
+    mean, lo, hi, up, down = re.search(pattern, csfold_loo.paired_gain(gain, base, "x")).groups()
+    assert float(mean) == 0.0125 and 0.0 < float(lo) < 0.0125 < float(hi) and (up, down) == (
+        "10", "0")
+    mean, lo, hi, up, down = re.search(pattern, csfold_loo.paired_gain(noise, base, "x")).groups()
+    assert float(mean) == 0.0 and float(lo) < 0.0 < float(hi) and (up, down) == ("10", "10")

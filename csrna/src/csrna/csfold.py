@@ -12,15 +12,18 @@ Pipeline (Zhang & Frank, J Phys Chem B 2019):
    (P > 0.6 means unpaired) on the largest fraction of residues with a prediction; ties go to
    the lowest free energy without restraints.
 
-Modes: ``published`` is the method above. ``tuned`` adds one step found with the
-leave-one-out benchmark (docs/CSFOLD.md): almost all false pairs of the published mode are
-helix-terminal pairs in which one nucleotide is confidently called unpaired, which the Deigan
-pseudo-energy cannot remove (its negative intercept still rewards the stack for the partner
-nucleotides), so in the selected structure a helix-terminal pair is removed when one of its
-nucleotides has P(unpaired) > 0.99 and the other > 0.1 (one pass, both must have predictions).
-``conservative`` prunes the same way but only when the other nucleotide is also called unpaired
-(P > 0.5): its thresholds are the best PPV that loses no true pair of the published mode on the
-training RNAs, a rule whose benefit was checked by nested cross-validation over RNAs.
+Modes: ``published`` is the method above. ``conservative`` (the default of :func:`cs_fold` and
+``csrna fold``) is the published method plus the pruning step below, the variant whose PPV gain
+over plain ViennaRNA held when its thresholds were chosen without the scored RNA. ``tuned``
+adds one step found with the leave-one-out benchmark (docs/CSFOLD.md): almost all false pairs
+of the published mode are helix-terminal pairs in which one nucleotide is confidently called
+unpaired, which the Deigan pseudo-energy cannot remove (its negative intercept still rewards
+the stack for the partner nucleotides), so in the selected structure a helix-terminal pair is
+removed when one of its nucleotides has P(unpaired) > 0.99 and the other > 0.1 (one pass, both
+must have predictions). ``conservative`` prunes the same way but only when the other nucleotide
+is also called unpaired (P > 0.5): its thresholds are the best PPV that loses no true pair of
+the published mode on the training RNAs, a rule whose benefit was checked by nested cross-
+validation over RNAs.
 """
 
 from __future__ import annotations
@@ -318,7 +321,7 @@ def select_candidate(candidates: list[Candidate], p_unpaired: np.ndarray,
     return candidates[int(table["index"].iloc[0])], table.drop(columns="index")
 
 
-def cs_fold(sequence: str, shifts: pd.DataFrame, mode: str = "published",
+def cs_fold(sequence: str, shifts: pd.DataFrame, mode: str = "conservative",
             ensemble: Ensemble | None = None,
             reference: tuple[np.ndarray, np.ndarray] | None = None,
             maxit: int = 10, seed: int = 500, source: str = "shifts") -> CSFoldResult:
@@ -327,7 +330,7 @@ def cs_fold(sequence: str, shifts: pd.DataFrame, mode: str = "published",
     Args:
         sequence: RNA sequence (ACGU/T).
         shifts: long shift table (residue numbers 1..len(sequence)).
-        mode: ``published``, ``tuned`` or ``conservative`` (see module docstring).
+        mode: ``conservative`` (default), ``published`` or ``tuned`` (see module docstring).
         ensemble, reference, maxit, seed: see :func:`predict_unpaired`.
         source: name used in error messages.
 
