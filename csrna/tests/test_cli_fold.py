@@ -38,6 +38,7 @@ def test_fold_single_file_writes_ct_dbn_and_probabilities(app, tmp_path):
     assert table[0].split("\t")[:4] == ["resid", "resname", "n_measured", "p_unpaired"]
     assert len(table) == 24
     assert "mfe+cs" in (tmp_path / "mir_candidates.tsv").read_text()
+    assert (tmp_path / "mir.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_data
@@ -53,6 +54,7 @@ def test_fold_folder_batch(app, tmp_path):
     res = _run(app, [inputs, "--output", tmp_path / "out", "--mode", "tuned"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "out").glob("*.ct")) == ["2N7X.ct", "2N82.ct"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["2N7X.png", "2N82.png"]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from csrna.cli_errors import user_errors
 from csrna.csfold import MODES, CSFoldResult, cs_fold
+from csrna.fold_figure import plot_fold
 from csrna.io import (
     clean_sequence,
     dot_bracket,
@@ -43,15 +44,15 @@ def resolve_sequence(value: str) -> str:
 
 
 def output_paths(ct_path: Path) -> dict[str, Path]:
-    """Files written for one RNA: CT, dot-bracket, per-residue probabilities, candidates."""
+    """Files written for one RNA: CT, dot-bracket, probabilities, candidates, figure."""
     stem = ct_path.with_suffix("")
     return {"ct": ct_path, "dbn": stem.with_suffix(".dbn"),
             "probabilities": Path(f"{stem}_probabilities.tsv"),
-            "candidates": Path(f"{stem}_candidates.tsv")}
+            "candidates": Path(f"{stem}_candidates.tsv"), "figure": stem.with_suffix(".png")}
 
 
 def write_result(result: CSFoldResult, ct_path: Path, title: str) -> None:
-    """Write the CT, dot-bracket, probability and candidate tables of one result."""
+    """Write the CT, dot-bracket, probability and candidate tables and the figure."""
     paths = output_paths(ct_path)
     ct_path.parent.mkdir(parents=True, exist_ok=True)
     label = f"{title} CS-Fold {result.selected.name} dG={result.energy:.2f}"
@@ -60,6 +61,8 @@ def write_result(result: CSFoldResult, ct_path: Path, title: str) -> None:
     result.probabilities.to_csv(paths["probabilities"], sep="\t", index=False,
                                 float_format="%.4f", na_rep="NA")
     result.candidates.to_csv(paths["candidates"], sep="\t", index=False, float_format="%.4f")
+    plot_fold(paths["figure"], result.sequence, result.pairs,
+              result.probabilities["p_unpaired"].to_numpy(dtype=float), label)
 
 
 def batch_inputs(folder: Path, sequence: str | None) -> list[tuple[Path, str]]:
@@ -104,8 +107,8 @@ def fold(
         help="RNA sequence, or a FASTA file (required for a single shift file).")] = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o",
-        help="Output CT file (a .dbn dot-bracket file and _probabilities.tsv / "
-             "_candidates.tsv tables are written beside it); a folder in batch mode.")] = Path(
+        help="Output CT file (a .dbn dot-bracket file, _probabilities.tsv / _candidates.tsv "
+             "tables and a .png figure are written beside it); a folder in batch mode.")] = Path(
         "csfold.ct"),
     mode: Annotated[str, typer.Option(
         help=f"Selection mode: {' | '.join(MODES)}. conservative (default) = the CS-Fold "
