@@ -18,7 +18,10 @@ issue's criterion), the figure to compare with ``conservative`` held out (0.977 
    rule over them.
 5. ``gbt``: gradient-boosted trees (scikit-learn, installed with rnapolis) instead of the
    networks, same 71 features, retrained leaving each RNA out on the cached imputed tables.
-6. ``helix-end``: a logistic model of whether a helix-end pair of the ``conservative``
+6. ``pooled`` (only with ``--pooled M``): classify each of M imputations and average the
+   probabilities (Rubin-style pooling of predictions) instead of classifying the median
+   imputed table; networks retrained leaving each RNA out (40 epochs, as ``csfold_loo``).
+7. ``helix-end``: a logistic model of whether a helix-end pair of the ``conservative``
    structure is false (the shifts of both nucleotides centred per residue type, pair type,
    loop side), trained on the helix ends of all 108 RNAs' predicted structures with labels
    from ``ss_table_0`` (false = a nucleotide labelled unpaired), leaving each RNA out.
@@ -26,6 +29,7 @@ issue's criterion), the figure to compare with ``conservative`` held out (0.977 
 Usage::
 
     python benchmarks/csfold_alternatives.py --cache loo.pkl [--data DIR] [--skip-models]
+        [--pooled 5 --workers 2]
 """
 
 from __future__ import annotations
@@ -190,6 +194,55 @@ def helix_end_rows(results: list[dict], data: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pooled_fold(task: tuple) -> tuple[str, np.ndarray, np.ndarray]:
+    """One leave-one-out fold with predictions pooled over M imputations (worker process)."""
+    from csrna.classifier import train_ensemble
+    from csrna.csfold import residue_shift_table
+    from csrna.impute import mice_pmm
+    from csrna.io import read_shifts
+
+    rna, data, m = task
+    cs2 = data / "rna" / "cs2bps"
+    t0 = read_ss_table_0(cs2 / "ss_table_0.txt")
+    t1 = read_ss_table_1(cs2 / "ss_table_1.txt")
+    ens = train_ensemble(t1[t1["id"] != rna], epochs=40, seed=0)
+    ref = t0[t0["id"] != rna]
+    table = residue_shift_table(read_shifts(cs2 / "shifts_corrected" /
+                                            f"measured_shifts_{rna}.dat"))
+    values = table[list(NUCLEI)].to_numpy(np.float64)
+    imps = values[None]
+    if np.isnan(values).any():
+        stacked = np.vstack([values, ref[list(NUCLEI)].to_numpy(np.float64)])
+        names = np.concatenate([table["resname"].to_numpy(), ref["resname"].to_numpy()])
+        imps = mice_pmm(stacked, names, m=m, maxit=10, seed=500)[:, : len(values)]
+    probs = []
+    for imp in imps:
+        complete = table[["resid", "resname"]].copy()
+        complete[list(NUCLEI)] = imp
+        probs.append(ens.predict(raw_features(neighbour_table(complete))))
+    return rna, table["resid"].to_numpy(), np.mean(probs, axis=0)
+
+
+def refold(res: list[dict], probs: dict[str, tuple[np.ndarray, np.ndarray]],
+           modes: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Fold every scored RNA with new per-residue probabilities.
+
+    Returns:
+        ({mode: (RNAs, 2) scores}, cache-like results with the new candidates).
+    """
+    new = []
+    for r in res:
+        resid, p = probs[r["rna"]]
+        p_seq = np.full(len(r["seq"]), np.nan)
+        keep = resid <= len(r["seq"])
+        p_seq[resid[keep] - 1] = p[keep]
+        new.append({**r, "p_seq": p_seq, "candidates": fold_candidates(r["seq"], p_seq)})
+    out = {m: scores_of(new, [choose_structure(r["candidates"], r["p_seq"],
+                                               settings_for(m))[0] for r in new])
+           for m in modes}
+    return out, new
+
+
 def main(argv: list[str] | None = None) -> None:
     """Score the alternatives and print one block per alternative."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,6 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--skip-models", action="store_true",
                     help="skip the gbt and helix-end alternatives (they need scikit-learn)")
+    ap.add_argument("--pooled", type=int, default=0, metavar="M",
+                    help="also run the pooled-prediction alternative with M imputations "
+                         "(retrains every fold: minutes)")
+    ap.add_argument("--workers", type=int, default=2, help="processes for --pooled")
     args = ap.parse_args(argv)
     results = pd.read_pickle(args.cache)
     res = folded_full(results)
@@ -233,23 +290,31 @@ def main(argv: list[str] | None = None) -> None:
     s = scores_of(res, best)
     print(f"{'oracle':12s} {'best of six candidates':22s} {s[:, 0].mean():.3f} / "
           f"{s[:, 1].mean():.3f}")
+    if args.pooled:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from csfold_loo import grid_scores
+
+        with ProcessPoolExecutor(args.workers) as pool:
+            outs = list(pool.map(pooled_fold, [(r["rna"], args.data, args.pooled)
+                                               for r in res]))
+        scored, new = refold(res, {k: (rid, p) for k, rid, p in outs},
+                             ("published", "conservative"))
+        for m, s in scored.items():
+            print(f"{'pooled':12s} {f'M={args.pooled} {m}':22s} {s[:, 0].mean():.3f} / "
+                  f"{s[:, 1].mean():.3f}")
+        sp, _ = grid_scores(new)
+        loo = nested_loo(sp, sp[-1]).mean(axis=0)
+        print(f"{'pooled':12s} {'pruning held out':22s} {loo[0]:.3f} / {loo[1]:.3f}")
     if args.skip_models:
         return
     if "complete" not in results[0]:
         sys.exit("the cache has no imputed tables: rerun csfold_loo.py to rebuild it")
 
     probs = gbt_probabilities(results, args.data)
-    picks = {m: [] for m in ("published", "conservative")}
-    for r in res:
-        resid, p = probs[r["rna"]][:, 0].astype(int), probs[r["rna"]][:, 1]
-        p_seq = np.full(len(r["seq"]), np.nan)
-        keep = resid <= len(r["seq"])
-        p_seq[resid[keep] - 1] = p[keep]
-        cands = fold_candidates(r["seq"], p_seq)
-        for m in picks:
-            picks[m].append(choose_structure(cands, p_seq, settings_for(m))[0])
-    for m, structures in picks.items():
-        s = scores_of(res, structures)
+    scored, _ = refold(res, {k: (v[:, 0].astype(int), v[:, 1]) for k, v in probs.items()},
+                       ("published", "conservative"))
+    for m, s in scored.items():
         print(f"{'gbt':12s} {m:22s} {s[:, 0].mean():.3f} / {s[:, 1].mean():.3f}")
 
     from sklearn.linear_model import LogisticRegression
