@@ -37,8 +37,8 @@ def save_checkpoint(folder: Path, acc: Accumulator, next_index: int, fingerprint
     atomic_save(Path(folder) / CHECKPOINT_NAME, lambda fh: np.savez(fh, **arrays))
 
 
-def checkpoint_fingerprint(folder: Path) -> str | None:
-    """Fingerprint of the checkpoint in ``folder`` (None if none), without loading the maps.
+def _read_checkpoint(folder: Path, keys: tuple[str, ...] | None) -> dict | None:
+    """Arrays ``keys`` (all if None) of the checkpoint in ``folder``; None if there is none.
 
     Raises:
         ValueError: the checkpoint exists but cannot be read.
@@ -48,9 +48,19 @@ def checkpoint_fingerprint(folder: Path) -> str | None:
         return None
     try:
         with np.load(path) as data:
-            return str(data["fingerprint"])
-    except Exception as err:  # corrupt zip, truncated file
+            return {k: data[k] for k in (data.files if keys is None else keys)}
+    except Exception as err:  # corrupt zip, truncated file, missing entry
         raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
+
+
+def checkpoint_fingerprint(folder: Path) -> str | None:
+    """Fingerprint of the checkpoint in ``folder`` (None if none), without loading the maps.
+
+    Raises:
+        ValueError: the checkpoint exists but cannot be read.
+    """
+    arrays = _read_checkpoint(folder, ("fingerprint",))
+    return None if arrays is None else str(arrays["fingerprint"])
 
 
 def load_checkpoint(folder: Path) -> tuple[Accumulator, int, str] | None:
@@ -59,13 +69,8 @@ def load_checkpoint(folder: Path) -> tuple[Accumulator, int, str] | None:
     Raises:
         ValueError: the checkpoint exists but cannot be read.
     """
-    path = Path(folder) / CHECKPOINT_NAME
-    if not path.exists():
+    arrays = _read_checkpoint(folder, None)
+    if arrays is None:
         return None
-    try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as err:  # corrupt zip, truncated file
-        raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
     acc = Accumulator.from_numpy(arrays)
     return acc, int(arrays["next_index"]), str(arrays["fingerprint"])
