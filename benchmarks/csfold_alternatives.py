@@ -41,7 +41,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import RNA
-from csfold_loo import default_data, folded_full, nested_loo, score
+from csfold_loo import (
+    default_data,
+    folded_full,
+    grid_scores,
+    loo_model,
+    measured_shifts,
+    nested_loo,
+    per_nucleotide,
+    score,
+)
 
 from csrna.csfold import (
     choose_structure,
@@ -50,9 +59,10 @@ from csrna.csfold import (
     settings_for,
 )
 from csrna.features import neighbour_table, raw_features, read_ss_table_0, read_ss_table_1
-from csrna.folding import fold_candidates, free_energy
+from csrna.folding import fold_candidates, free_energy, restrained_compound
 from csrna.io import pairs_from_dot_bracket
 from csrna.nuclei import NUCLEI
+from csrna.probknot import helices
 
 RT = 0.61632  # kcal/mol at 37 C
 
@@ -87,20 +97,6 @@ def logodds_fold(seq: str, p: np.ndarray, k: float, b: float, how: str) -> Pairs
     return pairs_from_dot_bracket(db)
 
 
-def helices(pairs: Pairs) -> list[Pairs]:
-    """Maximal stacks of pairs (i, j), (i+1, j-1), ..."""
-    s = set(pairs)
-    out = []
-    for i, j in sorted(s):
-        if (i - 1, j + 1) in s:
-            continue
-        h = [(i, j)]
-        while (h[-1][0] + 1, h[-1][1] - 1) in s:
-            h.append((h[-1][0] + 1, h[-1][1] - 1))
-        out.append(h)
-    return out
-
-
 def drop_short_helices(pairs: Pairs, p: np.ndarray, length: int, t: float) -> Pairs:
     """Remove helices of at most ``length`` pairs whose nucleotides have mean P > t."""
     kept = []
@@ -113,10 +109,8 @@ def drop_short_helices(pairs: Pairs, p: np.ndarray, length: int, t: float) -> Pa
 
 def subopt_pick(r: dict, delta: float) -> Pairs:
     """Consistency selection over the six candidates plus restrained suboptimals."""
-    from csrna.folding import _compound
-
     seq, p = r["seq"], r["p_seq"]
-    fc = _compound(seq, p, 1.8, -0.6)
+    fc = restrained_compound(seq, p, 1.8, -0.6)
     extra = [pairs_from_dot_bracket(s.structure) for s in fc.subopt(int(delta * 100))][:200]
     cands = [list(c.pairs) for c in r["candidates"]] + extra
     s = settings_for("published")
@@ -136,8 +130,13 @@ def report_grid(name: str, labels: list[str], sp: np.ndarray, base: np.ndarray) 
     print(f"{name:12s} {'held-out choice':22s} {loo[0]:.3f} / {loo[1]:.3f}")
 
 
-def gbt_probabilities(results: list[dict], data: Path) -> dict[str, np.ndarray]:
-    """Leave-one-RNA-out P(unpaired) of gradient-boosted trees on the cached imputed tables."""
+def gbt_probabilities(results: list[dict],
+                      data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Leave-one-RNA-out P(unpaired) of gradient-boosted trees on the cached imputed tables.
+
+    Returns:
+        {RNA: (residue numbers, P(unpaired))}.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     t1 = read_ss_table_1(data / "rna" / "cs2bps" / "ss_table_1.txt")
@@ -153,7 +152,7 @@ def gbt_probabilities(results: list[dict], data: Path) -> dict[str, np.ndarray]:
             pd.DataFrame({"resid": table["resid"], "p": p}), on="resid", how="left")
         correct += int(((truth["p"] > 0.5) == truth["class"]).sum())
         total += len(truth)
-        out[r["rna"]] = np.c_[table["resid"].to_numpy(), p]
+        out[r["rna"]] = (table["resid"].to_numpy(), p)
     print(f"gbt          classifier accuracy {correct / total:.3f} (networks: see csfold_loo)")
     return out
 
@@ -196,25 +195,15 @@ def helix_end_rows(results: list[dict], data: Path) -> pd.DataFrame:
 
 def pooled_fold(task: tuple) -> tuple[str, np.ndarray, np.ndarray]:
     """One leave-one-out fold with predictions pooled over M imputations (worker process)."""
-    from csrna.classifier import train_ensemble
     from csrna.csfold import residue_shift_table
-    from csrna.impute import mice_pmm
-    from csrna.io import read_shifts
+    from csrna.impute import impute_with_reference
 
     rna, data, m = task
-    cs2 = data / "rna" / "cs2bps"
-    t0 = read_ss_table_0(cs2 / "ss_table_0.txt")
-    t1 = read_ss_table_1(cs2 / "ss_table_1.txt")
-    ens = train_ensemble(t1[t1["id"] != rna], epochs=40, seed=0)
-    ref = t0[t0["id"] != rna]
-    table = residue_shift_table(read_shifts(cs2 / "shifts_corrected" /
-                                            f"measured_shifts_{rna}.dat"))
-    values = table[list(NUCLEI)].to_numpy(np.float64)
-    imps = values[None]
-    if np.isnan(values).any():
-        stacked = np.vstack([values, ref[list(NUCLEI)].to_numpy(np.float64)])
-        names = np.concatenate([table["resname"].to_numpy(), ref["resname"].to_numpy()])
-        imps = mice_pmm(stacked, names, m=m, maxit=10, seed=500)[:, : len(values)]
+    ens, (ref_shifts, ref_names), _ = loo_model(data, rna, 40)
+    table = residue_shift_table(measured_shifts(data, rna))
+    imps = impute_with_reference(table[list(NUCLEI)].to_numpy(np.float64),
+                                 table["resname"].to_numpy(), ref_shifts, ref_names, m=m,
+                                 combine="none")
     probs = []
     for imp in imps:
         complete = table[["resid", "resname"]].copy()
@@ -232,10 +221,7 @@ def refold(res: list[dict], probs: dict[str, tuple[np.ndarray, np.ndarray]],
     """
     new = []
     for r in res:
-        resid, p = probs[r["rna"]]
-        p_seq = np.full(len(r["seq"]), np.nan)
-        keep = resid <= len(r["seq"])
-        p_seq[resid[keep] - 1] = p[keep]
+        p_seq = per_nucleotide(*probs[r["rna"]], len(r["seq"]))
         new.append({**r, "p_seq": p_seq, "candidates": fold_candidates(r["seq"], p_seq)})
     out = {m: scores_of(new, [choose_structure(r["candidates"], r["p_seq"],
                                                settings_for(m))[0] for r in new])
@@ -293,8 +279,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.pooled:
         from concurrent.futures import ProcessPoolExecutor
 
-        from csfold_loo import grid_scores
-
         with ProcessPoolExecutor(args.workers) as pool:
             outs = list(pool.map(pooled_fold, [(r["rna"], args.data, args.pooled)
                                                for r in res]))
@@ -312,8 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("the cache has no imputed tables: rerun csfold_loo.py to rebuild it")
 
     probs = gbt_probabilities(results, args.data)
-    scored, _ = refold(res, {k: (v[:, 0].astype(int), v[:, 1]) for k, v in probs.items()},
-                       ("published", "conservative"))
+    scored, _ = refold(res, probs, ("published", "conservative"))
     for m, s in scored.items():
         print(f"{'gbt':12s} {m:22s} {s[:, 0].mean():.3f} / {s[:, 1].mean():.3f}")
 

@@ -125,16 +125,40 @@ def score(pred: list[tuple[int, int]], ref: list[tuple[int, int]],
     return sens, ppv
 
 
-def run_one(task: tuple) -> dict:
-    """One leave-one-out fold (runs in a worker process)."""
-    rna, data, epochs, seed = task
+def loo_model(data: Path, rna: str, epochs: int):
+    """Ensemble retrained without ``rna`` and the other RNAs' rows as imputation reference.
+
+    Returns:
+        (ensemble, (reference shifts (N, 19), reference residue names (N,)), ``ss_table_1``).
+    """
     cs2 = data / "rna" / "cs2bps"
     t0 = read_ss_table_0(cs2 / "ss_table_0.txt")
     t1 = read_ss_table_1(cs2 / "ss_table_1.txt")
     ens = train_ensemble(t1[t1["id"] != rna], epochs=epochs, seed=0)
     ref_rows = t0[t0["id"] != rna]
     reference = (ref_rows[list(NUCLEI)].to_numpy(np.float64), ref_rows["resname"].to_numpy())
-    shifts = read_shifts(cs2 / "shifts_corrected" / f"measured_shifts_{rna}.dat")
+    return ens, reference, t1
+
+
+def measured_shifts(data: Path, rna: str) -> pd.DataFrame:
+    """The measured (corrected) shifts of one RNA of the benchmark."""
+    return read_shifts(data / "rna" / "cs2bps" / "shifts_corrected" /
+                       f"measured_shifts_{rna}.dat")
+
+
+def per_nucleotide(resid: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
+    """(n,) values by residue number 1..n, NaN where a residue has none (beyond n dropped)."""
+    out = np.full(n, np.nan)
+    keep = resid <= n
+    out[resid[keep] - 1] = p[keep]
+    return out
+
+
+def run_one(task: tuple) -> dict:
+    """One leave-one-out fold (runs in a worker process)."""
+    rna, data, epochs, seed = task
+    ens, reference, t1 = loo_model(data, rna, epochs)
+    shifts = measured_shifts(data, rna)
     complete, n_measured = impute_residues(shifts, reference, seed=seed)
     probs = classify_residues(complete, ens)
     truth = t1[t1["id"] == rna][["resid", "class"]]
@@ -142,8 +166,8 @@ def run_one(task: tuple) -> dict:
     calls = merged["p_unpaired"].to_numpy() > 0.5
     out = {"rna": rna, "n_res": len(truth), "n_correct": int((calls == merged["class"]).sum()),
            "p": probs[["resid", "p_unpaired"]].to_numpy(), "complete": complete,
-           "n_measured": n_measured}
-    pdb = cs2 / "reference_pdb" / f"{rna}.pdb.gz"
+           "n_measured": n_measured, "seed": seed, "epochs": epochs}
+    pdb = data / "rna" / "cs2bps" / "reference_pdb" / f"{rna}.pdb.gz"
     if not pdb.is_file():
         return out
     letters, ref_pairs = reference_structure(pdb)
@@ -153,9 +177,7 @@ def run_one(task: tuple) -> dict:
                partial=not set(range(1, len(seq) + 1)) <= covered)
     if "N" in seq:
         return out
-    p = np.full(len(seq), np.nan)
-    keep = probs["resid"].to_numpy() <= len(seq)
-    p[probs["resid"].to_numpy()[keep] - 1] = probs["p_unpaired"].to_numpy()[keep]
+    p = per_nucleotide(probs["resid"].to_numpy(), probs["p_unpaired"].to_numpy(), len(seq))
     out["p_seq"] = p
     out["candidates"] = fold_candidates(seq, p)
     out["baseline"] = mfe_structure(seq)[0]
@@ -229,8 +251,8 @@ def nested_loo(sp: np.ndarray, ref: np.ndarray) -> np.ndarray:
                      for k in everyone])
 
 
-def cross_validate_pruning(results: list[dict], keep: str = "baseline", repeats: int = 50,
-                           seed: int = 0) -> str:
+def cross_validate_pruning(sp: np.ndarray, base: np.ndarray, keep: str = "baseline",
+                           repeats: int = 50, seed: int = 0) -> str:
     """Honest estimate of the pruning thresholds: re-chosen by cross-validation over RNAs.
 
     On each training set the grid point (prune_max, prune_min) with the best mean PPV among
@@ -239,19 +261,19 @@ def cross_validate_pruning(results: list[dict], keep: str = "baseline", repeats:
     pair of the published mode lost, which gives the ``conservative`` thresholds) is chosen and
     scored on the held-out RNAs: 2-fold (``repeats`` random halvings) and leave-one-RNA-out.
 
+    Args:
+        sp, base: :func:`grid_scores` of the fully covered RNAs.
+
     Returns:
         A one-line summary.
     """
-    res = folded_full(results)
-    if len(res) < 10:
-        return f"# pruning-threshold cross-validation skipped ({len(res)} folded RNAs)"
-    sp, base = grid_scores(res)
+    n = sp.shape[1]
     ref = base if keep == "baseline" else sp[-1]
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(repeats):
-        perm = rng.permutation(len(res))
-        halves = (perm[: len(res) // 2], perm[len(res) // 2 :])
+        perm = rng.permutation(n)
+        halves = (perm[: n // 2], perm[n // 2 :])
         for train, test in (halves, halves[::-1]):
             g = pick_thresholds(sp, ref, train)
             out.append((sp[g, test, 0].mean(), sp[g, test, 1].mean(),
@@ -291,21 +313,27 @@ def paired_gain(scores: np.ndarray, base: np.ndarray, label: str, n_boot: int = 
             f"{up[1]}/{down[1]}; bootstrap P(PPV gain <= 0) = {(boots[:, 1] <= 0).mean():.4f})")
 
 
-def gain_report(results: list[dict]) -> list[str]:
-    """Paired-bootstrap gain lines for every mode and for held-out conservative thresholds."""
-    res = folded_full(results)
-    if len(res) < 10:
-        return [f"# gain over baseline skipped ({len(res)} folded RNAs)"]
-    sp, base = grid_scores(res)
-    lines = []
-    for m in MODES:
-        s = settings_for(m)
-        per = np.array([score(choose_structure(r["candidates"], r["p_seq"], s)[0],
-                              r["ref_pairs"], set(r["covered"])) for r in res])
-        lines.append(paired_gain(per, base, f"mode {m}"))
+def gain_report(tables: dict[str, pd.DataFrame], sp: np.ndarray,
+                base: np.ndarray) -> list[str]:
+    """Paired-bootstrap gain lines for every mode and for held-out conservative thresholds.
+
+    Args:
+        tables: :func:`evaluate` table per mode.
+        sp, base: :func:`grid_scores` of the fully covered RNAs (same order as the tables).
+    """
+    lines = [paired_gain(full_rows(t)[["sens", "ppv"]].to_numpy(np.float64), base, f"mode {m}")
+             for m, t in tables.items()]
     lines.append(paired_gain(nested_loo(sp, sp[-1]), base,
                              "conservative rule, thresholds chosen leaving each RNA out"))
     return lines
+
+
+def full_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an :func:`evaluate` table for the folded, fully covered RNAs."""
+    if "sens" not in table:
+        return table.iloc[:0]
+    folded = table.dropna(subset=["sens"])
+    return folded[~folded["partial"].astype(bool)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,28 +368,32 @@ def main(argv: list[str] | None = None) -> None:
                       file=sys.stderr, flush=True)
         if args.cache is not None:
             pd.to_pickle(results, args.cache)
-    print(f"# {len(results)} RNAs, {time.time() - start:.0f} s, epochs={args.epochs}, "
-          f"imputation seed={args.seed}")
+    print(f"# {len(results)} RNAs, {time.time() - start:.0f} s, "
+          f"epochs={results[0].get('epochs', 'unknown')}, "
+          f"imputation seed={results[0].get('seed', 'unknown')}")
     accuracy = sum(r["n_correct"] for r in results) / sum(r["n_res"] for r in results)
     tables = {m: evaluate(results, m) for m in MODES}
-    table = tables[args.mode]
     pd.set_option("display.width", 200)
-    for m in MODES:
-        t = tables[m]
-        folded = t.dropna(subset=["sens"]) if "sens" in t else t.iloc[:0]
-        full = folded[~folded["partial"].astype(bool)]
-        part = folded[folded["partial"].astype(bool)]
+    for m, t in tables.items():
+        full = full_rows(t)
+        part = (t.dropna(subset=["sens"]) if "sens" in t else full).drop(index=full.index)
         print(f"# mode={m}: full-coverage RNAs {len(full)}: sensitivity "
               f"{full['sens'].mean():.3f} ppv {full['ppv'].mean():.3f} | baseline "
               f"{full['base_sens'].mean():.3f} / {full['base_ppv'].mean():.3f}; partial RNAs "
               f"{len(part)}: {part['sens'].mean():.3f} / {part['ppv'].mean():.3f} (baseline "
               f"{part['base_sens'].mean():.3f} / {part['base_ppv'].mean():.3f})")
-    print(cross_validate_pruning(results, keep="baseline"))
-    print(cross_validate_pruning(results, keep="published"))
-    print("\n".join(gain_report(results)))
+    res = folded_full(results)
+    if len(res) < 10:
+        print(f"# threshold cross-validation and gain over baseline skipped ({len(res)} folded "
+              "RNAs)")
+    else:
+        sp, base = grid_scores(res)
+        print(cross_validate_pruning(sp, base, keep="baseline"))
+        print(cross_validate_pruning(sp, base, keep="published"))
+        print("\n".join(gain_report(tables, sp, base)))
+    table = tables[args.mode]
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    folded = table.dropna(subset=["sens"])
-    full = folded[~folded["partial"].astype(bool)]
+    full = full_rows(table)
     print(f"sensitivity={full['sens'].mean():.3f} ppv={full['ppv'].mean():.3f} "
           f"accuracy={accuracy:.3f} baseline_sensitivity={full['base_sens'].mean():.3f} "
           f"baseline_ppv={full['base_ppv'].mean():.3f}")

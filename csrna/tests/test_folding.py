@@ -8,15 +8,15 @@ import numpy as np
 import RNA
 
 from csrna.folding import (
-    _compound,
     fold_candidates,
     free_energy,
     mfe_structure,
     nested_part,
     pair_probabilities,
+    restrained_compound,
 )
 from csrna.io import dot_bracket, pairs_from_dot_bracket
-from csrna.probknot import probknot, remove_short_helices
+from csrna.probknot import helices, probknot, remove_short_helices
 
 FSW = "GGCGAUGGUGUUCGCCAUAAACGCUCUUCGGAGCUAAUGACACCUAC"
 
@@ -55,6 +55,7 @@ def test_remove_short_helices():
     pairs = [(1, 20), (2, 19), (3, 18), (6, 12), (7, 11)]
     assert remove_short_helices(pairs, 3) == [(1, 20), (2, 19), (3, 18)]
     assert remove_short_helices(pairs, 1) == pairs
+    assert helices(pairs[::-1]) == [[(1, 20), (2, 19), (3, 18)], [(6, 12), (7, 11)]]
 
 
 def test_deigan_pseudo_energy_per_nucleotide_of_each_stacked_pair():
@@ -69,11 +70,11 @@ def test_deigan_pseudo_energy_per_nucleotide_of_each_stacked_pair():
         if (i + 1, j - 1) in pair_set:
             expected += g[i - 1] + g[j - 1] + g[i] + g[j - 2]
     plain = RNA.fold_compound(seq).eval_structure(db)
-    restrained = _compound(seq, p, 1.8, -0.6).eval_structure(db)
+    restrained = restrained_compound(seq, p, 1.8, -0.6).eval_structure(db)
     assert math.isclose(restrained - plain, expected, abs_tol=0.02)  # energies in dcal/mol
     # NaN = no data: no pseudo-energy
     nan_p = np.full(len(seq), np.nan)
-    assert math.isclose(_compound(seq, nan_p, 1.8, -0.6).eval_structure(db), plain)
+    assert math.isclose(restrained_compound(seq, nan_p, 1.8, -0.6).eval_structure(db), plain)
 
 
 def test_restraints_open_a_helix_called_unpaired():

@@ -56,6 +56,11 @@ def test_combine_options_and_errors():
     med = impute_with_reference(holes, names, ref, ref_names, m=3, maxit=2, combine="median")
     mean = impute_with_reference(holes, names, ref, ref_names, m=3, maxit=2, combine="mean")
     assert np.isfinite(med).all() and np.isfinite(mean).all()
+    every = impute_with_reference(holes, names, ref, ref_names, m=3, maxit=2, combine="none")
+    assert every.shape == (3, *holes.shape)
+    assert np.array_equal(np.median(every, axis=0), med)
+    assert np.array_equal(impute_with_reference(target, names, ref, ref_names, combine="none"),
+                          target[None])
     assert np.array_equal(impute_with_reference(target, names, ref, ref_names), target)
     with pytest.raises(ValueError, match="combine"):
         impute_with_reference(holes, names, ref, ref_names, combine="mode")

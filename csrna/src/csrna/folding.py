@@ -47,8 +47,18 @@ class Candidate:
         return self.method + ("+cs" if self.restrained else "")
 
 
-def _compound(sequence: str, p_unpaired: Sequence[float] | None, slope: float,
-              intercept: float) -> RNA.fold_compound:
+def restrained_compound(sequence: str, p_unpaired: Sequence[float] | None, slope: float,
+                        intercept: float) -> RNA.fold_compound:
+    """ViennaRNA fold compound with the Deigan pseudo-energies of P(unpaired) (None: plain).
+
+    Args:
+        sequence: RNA sequence over ACGU.
+        p_unpaired: per-nucleotide P(unpaired), NaN where unknown (no term), or None.
+        slope, intercept: pseudo-energy parameters (kcal/mol).
+
+    Returns:
+        The compound (unique multiloop decomposition, ready for mfe/pf/subopt).
+    """
     md = RNA.md()
     md.uniq_ML = 1
     fc = RNA.fold_compound(sequence, md)
@@ -103,7 +113,7 @@ def pair_probabilities(sequence: str, p_unpaired: Sequence[float] | None = None,
     Returns:
         (n, n) symmetric float64 matrix, 0-based.
     """
-    fc = _compound(sequence, p_unpaired, slope, intercept)
+    fc = restrained_compound(sequence, p_unpaired, slope, intercept)
     _, mfe = fc.mfe()
     fc.exp_params_rescale(mfe)
     fc.pf()
@@ -131,7 +141,7 @@ def fold_candidates(sequence: str, p_unpaired: Sequence[float] | None,
     out = []
     settings = [(True, p_unpaired), (False, None)] if p_unpaired is not None else [(False, None)]
     for restrained, prob in settings:
-        fc = _compound(sequence, prob, slope, intercept)
+        fc = restrained_compound(sequence, prob, slope, intercept)
         db_mfe, mfe = fc.mfe()
         fc.exp_params_rescale(mfe)
         fc.pf()

@@ -124,18 +124,21 @@ def impute_with_reference(target: np.ndarray, target_resnames: np.ndarray,
         reference: (N, 19) complete shifts of the reference population (``ss_table_0``).
         reference_resnames: (N,) residue names of the reference rows.
         m, maxit, donors, seed: see :func:`mice_pmm`.
-        combine: ``"median"`` (published) or ``"mean"`` over the m imputations.
+        combine: ``"median"`` (published) or ``"mean"`` over the m imputations, or
+            ``"none"`` for all of them.
 
     Returns:
-        (n, 19) completed shifts of the target (observed values untouched).
+        (n, 19) completed shifts of the target (observed values untouched); (m, n, 19) with
+        ``combine="none"`` (one copy of the target when nothing is missing).
     """
-    stacked = np.vstack([np.asarray(target, float), np.asarray(reference, float)])
-    names = np.concatenate([np.asarray(target_resnames), np.asarray(reference_resnames)])
+    if combine not in ("median", "mean", "none"):
+        raise ValueError(f"combine must be 'median', 'mean' or 'none', not {combine!r}")
+    target = np.asarray(target, float)
     if not np.isnan(target).any():
-        return np.asarray(target, float).copy()
+        return target[None].copy() if combine == "none" else target.copy()
+    stacked = np.vstack([target, np.asarray(reference, float)])
+    names = np.concatenate([np.asarray(target_resnames), np.asarray(reference_resnames)])
     imps = mice_pmm(stacked, names, m=m, maxit=maxit, donors=donors, seed=seed)[:, : len(target)]
     if combine == "median":
         return np.median(imps, axis=0)
-    if combine == "mean":
-        return imps.mean(axis=0)
-    raise ValueError(f"combine must be 'median' or 'mean', not {combine!r}")
+    return imps.mean(axis=0) if combine == "mean" else imps

@@ -60,6 +60,27 @@ def probknot(bpp: np.ndarray, threshold: float = 0.0, iterations: int = 1,
     return remove_short_helices(sorted(pairs), min_helix_length)
 
 
+def helices(pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Split pairs into helices: maximal runs of stacked pairs (i, j), (i+1, j-1), ...
+
+    Args:
+        pairs: 1-based pairs.
+
+    Returns:
+        The helices, each outermost pair first, ordered by their first pair.
+    """
+    pair_set = set(pairs)
+    out = []
+    for i, j in sorted(pair_set):
+        if (i - 1, j + 1) in pair_set:
+            continue  # not the start of a helix
+        run = [(i, j)]
+        while (run[-1][0] + 1, run[-1][1] - 1) in pair_set:
+            run.append((run[-1][0] + 1, run[-1][1] - 1))
+        out.append(run)
+    return out
+
+
 def remove_short_helices(pairs: list[tuple[int, int]], min_length: int) -> list[tuple[int, int]]:
     """Drop helices (runs of stacked pairs (i, j), (i+1, j-1), ...) shorter than ``min_length``.
 
@@ -72,14 +93,4 @@ def remove_short_helices(pairs: list[tuple[int, int]], min_length: int) -> list[
     """
     if min_length <= 1:
         return sorted(pairs)
-    pair_set = set(pairs)
-    kept = []
-    for i, j in sorted(pairs):
-        if (i - 1, j + 1) in pair_set:
-            continue  # not the start of a helix
-        run = [(i, j)]
-        while (run[-1][0] + 1, run[-1][1] - 1) in pair_set:
-            run.append((run[-1][0] + 1, run[-1][1] - 1))
-        if len(run) >= min_length:
-            kept.extend(run)
-    return sorted(kept)
+    return sorted(p for run in helices(pairs) if len(run) >= min_length for p in run)
