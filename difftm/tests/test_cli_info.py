@@ -134,3 +134,13 @@ def test_simulate_micrograph_bad_input(template_file, tmp_path):
     args[2] = str(image)
     assert "3D volume" in _one_error_line(runner.invoke(app, args))
     assert not (tmp_path / "mic.mrc").exists() and not (tmp_path / "truth.star").exists()
+
+
+def test_content_suffix_skips_compression_and_case():
+    from difftm.io.paths import content_suffix
+
+    assert content_suffix(Path("a/6ZU5.CIF.gz")) == ".cif"
+    assert content_suffix(Path("stack.mrcs.bz2")) == ".mrcs"
+    assert content_suffix(Path("model.pdb.bz2"), (".gz",)) == ".bz2"
+    assert content_suffix(Path("noext")) == ""
+    assert content_suffix(Path("x.gz")) == ""

@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from difftm.cli.errors import user_errors
+from difftm.io.paths import MODEL_SUFFIXES, content_suffix
 
 console = Console()
 
-_MODEL_SUFFIXES = {".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".bcif"}
 _STAR_SUFFIXES = {".star"}
 _MRC_SUFFIXES = {".mrc", ".mrcs", ".map", ".ccp4", ".rec", ".st", ".ali"}
 
@@ -23,13 +23,10 @@ _MRC_SUFFIXES = {".mrc", ".mrcs", ".map", ".ccp4", ".rec", ".st", ".ali"}
 def file_kind(path: Path) -> str:
     """``"mrc"``, ``"star"`` or ``"model"`` from the file name (``.gz`` ignored), else by
     sniffing the MRC header; raises ValueError for anything else."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in {".gz", ".bz2"}:
-        suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
+    last = content_suffix(path)
     if last in _STAR_SUFFIXES:
         return "star"
-    if last in _MODEL_SUFFIXES:
+    if last in MODEL_SUFFIXES:
         return "model"
     if last in _MRC_SUFFIXES:
         return "mrc"

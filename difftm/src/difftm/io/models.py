@@ -19,8 +19,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-_PDB_SUFFIXES = {".pdb", ".ent", ".pdb1"}
-_CIF_SUFFIXES = {".cif", ".mmcif", ".bcif"}
+from difftm.io.paths import CIF_SUFFIXES, PDB_SUFFIXES, content_suffix
 
 
 @dataclass(frozen=True)
@@ -72,13 +71,10 @@ class Atoms:
 
 
 def _format_of(path: Path, text: str) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
-    if last in _CIF_SUFFIXES:
+    last = content_suffix(path, (".gz",))
+    if last in CIF_SUFFIXES:
         return "cif"
-    if last in _PDB_SUFFIXES:
+    if last in PDB_SUFFIXES:
         return "pdb"
     return "cif" if text.lstrip().startswith("data_") else "pdb"
 

@@ -84,6 +84,14 @@ def _open_permissive(path: Path, header_only: bool):
     return mrc, [str(w.message).splitlines()[0] for w in caught]
 
 
+def _grid_size(header, path: Path) -> tuple[int, int, int]:
+    """(nx, ny, nz) of a header; a non-positive size means the file is not an MRC file."""
+    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+    if min(nx, ny, nz) <= 0:
+        raise ValueError(f"{path}: not an MRC file (grid size {nx} x {ny} x {nz})")
+    return nx, ny, nz
+
+
 def _pixel_size(header, path: Path) -> tuple[float, bool, list[str]]:
     """Pixel size (A) from the header, whether it is a real calibration, and warnings."""
     notes: list[str] = []
@@ -133,9 +141,7 @@ def read_mrc_header(path: str | os.PathLike) -> dict:
     mrc, notes = _open_permissive(path, header_only=True)
     with mrc:
         header = mrc.header
-        nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
-        if min(nx, ny, nz) <= 0:
-            raise ValueError(f"{path}: not an MRC file (grid size {nx} x {ny} x {nz})")
+        nx, ny, nz = _grid_size(header, path)
         pixel_size, calibrated, more = _pixel_size(header, path)
         shape = (ny, nx) if nz == 1 else (nz, ny, nx)
         return {
@@ -176,9 +182,7 @@ def read_mrc(path: str | os.PathLike, allow_nonfinite: bool = False) -> MrcImage
     mrc, notes = _open_permissive(path, header_only=False)
     with mrc:
         header = mrc.header
-        nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
-        if min(nx, ny, nz) <= 0:
-            raise ValueError(f"{path}: not an MRC file (grid size {nx} x {ny} x {nz})")
+        nx, ny, nz = _grid_size(header, path)
         mode = int(header.mode)
         if mode not in _REAL_MODES:
             kind = "complex" if mode in (3, 4) else f"unknown mode {mode}"
