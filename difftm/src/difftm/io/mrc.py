@@ -74,7 +74,9 @@ def _check_file(path: Path) -> None:
 
 
 def _open_permissive(path: Path, header_only: bool):
-    """Open with mrcfile in permissive mode, collecting its warnings as strings."""
+    """Check the file, then open it with mrcfile in permissive mode, collecting its warnings
+    as strings."""
+    _check_file(path)
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         try:
@@ -137,7 +139,6 @@ def read_mrc_header(path: str | os.PathLike) -> dict:
         FileNotFoundError, ValueError: missing file or not an MRC file (one line).
     """
     path = Path(path)
-    _check_file(path)
     mrc, notes = _open_permissive(path, header_only=True)
     with mrc:
         header = mrc.header
@@ -178,7 +179,6 @@ def read_mrc(path: str | os.PathLike, allow_nonfinite: bool = False) -> MrcImage
             values (unless ``allow_nonfinite``); the message is one line naming the file.
     """
     path = Path(path)
-    _check_file(path)
     mrc, notes = _open_permissive(path, header_only=False)
     with mrc:
         header = mrc.header
