@@ -59,7 +59,13 @@ from csrna.csfold import (
     settings_for,
 )
 from csrna.features import neighbour_table, raw_features, read_ss_table_0, read_ss_table_1
-from csrna.folding import fold_candidates, free_energy, restrained_compound
+from csrna.folding import (
+    PUBLISHED_INTERCEPT,
+    PUBLISHED_SLOPE,
+    fold_candidates,
+    free_energy,
+    restrained_compound,
+)
 from csrna.io import pairs_from_dot_bracket
 from csrna.nuclei import NUCLEI
 from csrna.probknot import helices
@@ -110,7 +116,7 @@ def drop_short_helices(pairs: Pairs, p: np.ndarray, length: int, t: float) -> Pa
 def subopt_pick(r: dict, delta: float) -> Pairs:
     """Consistency selection over the six candidates plus restrained suboptimals."""
     seq, p = r["seq"], r["p_seq"]
-    fc = restrained_compound(seq, p, 1.8, -0.6)
+    fc = restrained_compound(seq, p, PUBLISHED_SLOPE, PUBLISHED_INTERCEPT)
     extra = [pairs_from_dot_bracket(s.structure) for s in fc.subopt(int(delta * 100))][:200]
     cands = [list(c.pairs) for c in r["candidates"]] + extra
     s = settings_for("published")
@@ -157,8 +163,15 @@ def gbt_probabilities(results: list[dict],
     return out
 
 
-def helix_end_rows(results: list[dict], data: Path) -> pd.DataFrame:
-    """Helix-end pairs of every RNA's predicted structure with features and labels."""
+def helix_end_rows(results: list[dict], data: Path, scored: dict[str, Pairs]) -> pd.DataFrame:
+    """Helix-end pairs of every RNA's predicted structure with features and labels.
+
+    Args:
+        results: the cached fold results of all RNAs.
+        data: shared data folder.
+        scored: the ``conservative`` structures of the scored RNAs, by RNA; the others are
+            folded with plain ViennaRNA MFE.
+    """
     t0 = read_ss_table_0(data / "rna" / "cs2bps" / "ss_table_0.txt")
     label = {(a, b): c for a, b, c in t0[["id", "resid", "class"]].itertuples(index=False)}
     values = t0[list(NUCLEI)].to_numpy(np.float64)
@@ -170,13 +183,14 @@ def helix_end_rows(results: list[dict], data: Path) -> pd.DataFrame:
         centred = {int(k): (np.asarray(v, np.float64) - stats[n][0]) / stats[n][1]
                    for k, n, v in zip(comp["resid"], comp["resname"],
                                       comp[list(NUCLEI)].to_numpy(np.float64), strict=True)}
-        if "candidates" in r and not r["partial"]:
-            seq, pairs, scored = r["seq"], conservative_pairs(r), True
+        is_scored = r["rna"] in scored
+        if is_scored:
+            seq, pairs = r["seq"], scored[r["rna"]]
         else:
             ids = comp["resid"].to_numpy()
             if ids.min() != 1 or np.any(np.diff(ids) != 1):
                 continue
-            seq, scored = "".join(comp.sort_values("resid")["resname"]), False
+            seq = "".join(comp.sort_values("resid")["resname"])
             pairs = pairs_from_dot_bracket(RNA.fold(seq)[0])
         s = set(pairs)
         for i, j in pairs:
@@ -186,7 +200,7 @@ def helix_end_rows(results: list[dict], data: Path) -> pd.DataFrame:
             if (r["rna"], i) not in label or (r["rna"], j) not in label:
                 continue
             kind = seq[i - 1] + seq[j - 1]
-            rows.append({"rna": r["rna"], "i": i, "j": j, "scored": scored,
+            rows.append({"rna": r["rna"], "i": i, "j": j, "scored": is_scored,
                          "false": int(label[(r["rna"], i)] == 1 or label[(r["rna"], j)] == 1),
                          "x": np.r_[centred[i], centred[j], kind in ("GC", "CG"),
                                     kind in ("GU", "UG"), inner, outer]})
@@ -303,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    rows = helix_end_rows(results, args.data)
+    rows = helix_end_rows(results, args.data,
+                          {r["rna"]: c for r, c in zip(res, cons, strict=True)})
     x, y = np.nan_to_num(np.stack(rows["x"])), rows["false"].to_numpy()
     pred = np.zeros(len(rows))
     for rna in rows["rna"].unique():
