@@ -41,6 +41,8 @@ from csrna.folding import (
     Candidate,
     fold_candidates,
     free_energy,
+    nested_part,
+    pair_probabilities,
 )
 from csrna.impute import impute_with_reference
 from csrna.io import clean_sequence, pair_table
@@ -104,15 +106,57 @@ def check_shifts(shifts: pd.DataFrame, sequence: str | None, source: str = "shif
         return
     n = len(sequence)
     bad = shifts[(shifts["resid"] < 1) | (shifts["resid"] > n)]
+    letters = np.array(list(sequence))
     if len(bad):
         raise ValueError(
-            f"{source}: residue number {int(bad['resid'].iloc[0])} outside the sequence (1-{n})")
-    letters = np.array(list(sequence))[shifts["resid"].to_numpy() - 1]
-    wrong = shifts["resname"].to_numpy() != letters
+            f"{source}: residue number {int(bad['resid'].iloc[0])} outside the sequence (1-{n})"
+            + _offset_hint(shifts, sequence))
+    wrong = shifts["resname"].to_numpy() != letters[shifts["resid"].to_numpy() - 1]
     if wrong.any():
         r = shifts[wrong].iloc[0]
         raise ValueError(f"{source}: residue {int(r['resid'])} is {r['resname']} in the shifts "
-                         f"but {sequence[int(r['resid']) - 1]} in the sequence")
+                         f"but {sequence[int(r['resid']) - 1]} in the sequence"
+                         + _offset_hint(shifts, sequence))
+
+
+def numbering_offsets(shifts: pd.DataFrame, sequence: str) -> list[int]:
+    """Offsets k for which every shift residue ``resid - k`` lies in the sequence with the
+    same residue name (the author-numbering offsets that would make the file fit).
+
+    Args:
+        shifts: long shift table.
+        sequence: RNA sequence.
+
+    Returns:
+        The fitting offsets, smallest magnitude first (0 included when it fits).
+    """
+    n = len(sequence)
+    res = shifts[["resid", "resname"]].drop_duplicates()
+    resid = res["resid"].to_numpy()
+    names = res["resname"].to_numpy()
+    letters = np.array(list(sequence))
+    out = []
+    for k in range(int(resid.min()) - n, int(resid.max())):
+        pos = resid - k
+        if pos.min() >= 1 and pos.max() <= n and (letters[pos - 1] == names).all():
+            out.append(k)
+    return sorted(out, key=lambda k: (abs(k), k))
+
+
+def _offset_hint(shifts: pd.DataFrame, sequence: str) -> str:
+    fits = numbering_offsets(shifts, sequence)
+    if not fits:
+        return ""
+    more = f" (also fits: {', '.join(map(str, fits[1:4]))})" if len(fits) > 1 else ""
+    return (f"; numbering shifted by {fits[0]} matches every residue name: use "
+            f"--residue-offset {fits[0]}{more}")
+
+
+def renumber(shifts: pd.DataFrame, offset: int) -> pd.DataFrame:
+    """Shift table with residue numbers ``resid - offset`` (author numbering to 1..N)."""
+    out = shifts.copy()
+    out["resid"] = out["resid"] - int(offset)
+    return out
 
 
 def residue_shift_table(shifts: pd.DataFrame) -> pd.DataFrame:
@@ -285,7 +329,13 @@ class CSFoldResult:
         energy: free energy (kcal/mol, no restraints) of the final structure.
         candidates: all candidates with their consistency, as a DataFrame.
         probabilities: per-residue table (resid, resname, n_measured, p_unpaired, members,
-            paired partner in the selected structure).
+            paired partner in the final structure, ``pair_probability``: the restrained
+            base-pair probability of that pair, NaN when unpaired).
+        pair_probability: {pair: probability of the pair in the restrained partition function
+            (the Deigan pseudo-energies of the mode's P(unpaired))}, one per final pair; the
+            per-pair confidence.
+        pseudoknotted: the final structure has crossing pairs; ``energy`` then covers only its
+            nested part (ViennaRNA has no pseudoknot energy model).
     """
 
     sequence: str
@@ -294,7 +344,15 @@ class CSFoldResult:
     energy: float
     candidates: pd.DataFrame
     probabilities: pd.DataFrame = field(repr=False)
+    pair_probability: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+    pseudoknotted: bool = False
 
+    @property
+    def energy_label(self) -> str:
+        """The free energy as text, marked as nested-part only for pseudoknotted folds."""
+        if self.pseudoknotted:
+            return f"dG(nested part only)={self.energy:.2f}"
+        return f"dG={self.energy:.2f}"
 
 def select_candidate(candidates: list[Candidate], p_unpaired: np.ndarray,
                      settings: FoldSettings) -> tuple[Candidate, pd.DataFrame]:
@@ -311,8 +369,11 @@ def select_candidate(candidates: list[Candidate], p_unpaired: np.ndarray,
     rows = []
     for k, c in enumerate(candidates):
         score = round(consistency(c.pairs, p_unpaired, settings), 10)
+        span = max((j for _, j in c.pairs), default=0)
+        knotted = len(nested_part(c.pairs, span)) < len(c.pairs)
         rows.append({"candidate": c.name, "consistency": score, "energy": c.energy,
-                     "n_pairs": len(c.pairs), "restrained": c.restrained, "index": k})
+                     "n_pairs": len(c.pairs), "restrained": c.restrained,
+                     "energy_nested_part_only": knotted, "index": k})
     table = pd.DataFrame(rows)
     keys = ["consistency", "restrained", "energy", "index"] if settings.prefer_restrained \
         else ["consistency", "energy", "index"]
@@ -354,4 +415,9 @@ def cs_fold(sequence: str, shifts: pd.DataFrame, mode: str = "conservative",
     per_res = per_res.merge(probs.drop(columns="resname"), on="resid", how="left")
     per_res["n_measured"] = per_res["n_measured"].fillna(0).astype(int)
     per_res["partner"] = pair_table(pairs, len(sequence)) + 1
-    return CSFoldResult(sequence, pairs, chosen, energy, table, per_res)
+    bpp = pair_probabilities(sequence, p, settings.slope, settings.intercept)
+    confidence = {(i, j): float(bpp[i - 1, j - 1]) for i, j in pairs}
+    per_res["pair_probability"] = [
+        float(bpp[k, j - 1]) if j > 0 else np.nan for k, j in enumerate(per_res["partner"])]
+    crossing = len(nested_part(pairs, len(sequence))) < len(pairs)
+    return CSFoldResult(sequence, pairs, chosen, energy, table, per_res, confidence, crossing)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from csrna.folding import nested_part
-from csrna.io import pair_table
+from csrna.io import atomic_write, pair_table
 
 PAIRED_COLOUR = "#2b6cb0"
 UNPAIRED_COLOUR = "#dd8452"
@@ -18,7 +18,8 @@ CROSSING_COLOUR = "#c53030"
 
 def plot_fold(path: str | Path, sequence: str, pairs: Sequence[tuple[int, int]],
               p_unpaired: Sequence[float], title: str = "",
-              threshold: float = 0.6) -> None:
+              threshold: float = 0.6,
+              pair_probability: dict[tuple[int, int], float] | None = None) -> None:
     """Save a two-panel figure of a structure and the per-residue P(unpaired).
 
     Top: arc diagram (nested pairs in blue above the axis, pseudoknotted pairs in red below).
@@ -33,6 +34,9 @@ def plot_fold(path: str | Path, sequence: str, pairs: Sequence[tuple[int, int]],
         p_unpaired: (n,) classifier P(unpaired), NaN where the residue has no prediction.
         title: figure title.
         threshold: the unpaired call used by the selection.
+        pair_probability: optional per-pair confidence (restrained base-pair probability);
+            when given, arcs are coloured by it (colour bar) instead of blue/red, and
+            pseudoknotted pairs are still drawn below the axis.
 
     Uses matplotlib's object API with the Agg canvas (no pyplot global state).
     """
@@ -52,11 +56,26 @@ def plot_fold(path: str | Path, sequence: str, pairs: Sequence[tuple[int, int]],
     FigureCanvasAgg(fig)
     ax_arc, ax_p = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.1, 1.0]})
     span = max((j - i for i, j in pairs), default=1)
+    cmap = None
+    if pair_probability is not None:
+        from matplotlib import colormaps
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        cmap = colormaps["viridis_r"]
     for i, j in pairs:
         inside = (i, j) in nested
+        colour = PAIRED_COLOUR if inside else CROSSING_COLOUR
+        if cmap is not None:
+            colour = cmap(float(np.clip(pair_probability.get((i, j), 0.0), 0.0, 1.0)))
         ax_arc.add_patch(Arc(((i + j) / 2, 0), j - i, j - i, theta1=0 if inside else 180,
-                             theta2=180 if inside else 360, lw=1.0,
-                             color=PAIRED_COLOUR if inside else CROSSING_COLOUR))
+                             theta2=180 if inside else 360, lw=1.3 if cmap else 1.0,
+                             color=colour))
+    if cmap is not None:
+        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax_arc, fraction=0.025,
+                           pad=0.01)
+        bar.set_label("pair probability", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     ax_arc.axhline(0, color="0.3", lw=0.8)
     crossing = len(pairs) - len(nested)
     ax_arc.set_ylim(-0.55 * span if crossing else -0.05 * span, 0.55 * span)
@@ -90,5 +109,8 @@ def plot_fold(path: str | Path, sequence: str, pairs: Sequence[tuple[int, int]],
         ax_p.set_xticks(x, list(sequence), fontsize=6)
     else:
         ax_p.set_xlabel("residue")
+    if cmap is not None:
+        fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax_p, fraction=0.025,
+                     pad=0.01).ax.set_visible(False)  # keeps the two panels aligned
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write(path, fig.savefig)

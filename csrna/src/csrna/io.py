@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csrna.nmrstar import ShiftEntry
 from csrna.nuclei import normalise_nucleus_name, normalise_residue_name
 
 SHIFT_COLUMNS = ["resname", "resid", "nucleus", "shift", "error"]
@@ -43,7 +44,9 @@ def _float_or_nan(token: str, path: Path, lineno: int, what: str) -> float:
         raise ValueError(f"{path}:{lineno}: {what} {token!r} is not a number") from None
 
 
-def _finish_shift_table(rows: list[tuple[str, int, str, float, float]]) -> pd.DataFrame:
+def finish_shift_table(rows: list[tuple[str, int, str, float, float]]) -> pd.DataFrame:
+    """Long shift table (:data:`SHIFT_COLUMNS`) from ``(resname, resid, nucleus, shift, error)``
+    tuples, with integer residue numbers and float shifts/errors."""
     df = pd.DataFrame(rows, columns=SHIFT_COLUMNS)
     df["resid"] = df["resid"].astype(int)
     df["shift"] = df["shift"].astype(float)
@@ -51,34 +54,55 @@ def _finish_shift_table(rows: list[tuple[str, int, str, float, float]]) -> pd.Da
     return df
 
 
-def read_shifts(path: str | Path) -> pd.DataFrame:
-    """Read a chemical-shift table.
-
-    Two formats are recognised from the content:
-
-    * whitespace table, one shift per line: ``resname resid nucleus shift [error]``
-      (error may be ``.``); lines starting with ``#`` are comments;
-    * BMRB NMR-STAR (3.x ``_Atom_chem_shift`` loop, or 2.1 ``_Chem_shift_value`` loop), read
-      with pynmrstar.
+def read_shifts(path: str | Path, entity: str | None = None,
+                shift_list: str | None = None) -> pd.DataFrame:
+    """Read a chemical-shift table (the shifts of :func:`read_shift_entry`).
 
     Args:
         path: shift file.
+        entity, shift_list: NMR-STAR selection, see :func:`read_shift_entry`.
 
     Returns:
         DataFrame with columns ``resname`` (A/C/G/U), ``resid`` (int, 1-based as in the file),
         ``nucleus`` (canonical name), ``shift`` (ppm), ``error`` (ppm, NaN if absent), in file
         order. Duplicate (resid, nucleus) entries are kept as read.
+    """
+    return read_shift_entry(path, entity, shift_list).shifts
+
+
+def read_shift_entry(path: str | Path, entity: str | None = None,
+                     shift_list: str | None = None) -> ShiftEntry:
+    """Read a chemical-shift file with what it says about the RNA.
+
+    Two formats are recognised from the content:
+
+    * whitespace table, one shift per line: ``resname resid nucleus shift [error]``
+      (error may be ``.``); lines starting with ``#`` are comments;
+    * BMRB NMR-STAR 3.x (``_Atom_chem_shift`` loop, read with pynmrstar): one shift list and
+      one entity are read, chosen with ``shift_list`` / ``entity`` when the entry has several
+      (see :mod:`csrna.nmrstar`); the sequence comes from the entry. NMR-STAR 2.1 is refused
+      with a clear message.
+
+    Args:
+        path: shift file.
+        entity: NMR-STAR ``Entity_ID`` (ignored for tables).
+        shift_list: NMR-STAR assigned chemical-shift list ID (ignored for tables).
+
+    Returns:
+        :class:`csrna.nmrstar.ShiftEntry` (shifts, sequence or None, notes, modified residues).
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: empty file or malformed line (one line naming file and line).
+        ValueError: empty file, malformed line or ambiguous entry (one line naming the file).
     """
+    from csrna.nmrstar import read_nmrstar
+
     path = Path(path)
     text = _check_file(path, "chemical-shift")
     if "_Atom_chem_shift" in text or "_Chem_shift_value" in text or text.lstrip().startswith(
         "data_"
     ):
-        return _read_nmrstar(path, text)
+        return read_nmrstar(path, text, entity, shift_list)
     rows = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
@@ -106,58 +130,12 @@ def read_shifts(path: str | Path) -> pd.DataFrame:
         rows.append((resname, resid, nucleus, shift, error))
     if not rows:
         raise ValueError(f"{path}: no chemical shifts found")
-    return _finish_shift_table(rows)
-
-
-def _read_nmrstar(path: Path, text: str) -> pd.DataFrame:
-    import pynmrstar
-
-    try:
-        entry = pynmrstar.Entry.from_string(text)
-        loops = entry.get_loops_by_category("_Atom_chem_shift")
-    except Exception as err:  # pynmrstar raises several parse error types
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path}: cannot parse NMR-STAR file ({first})") from None
-    rows: list[tuple[str, int, str, float, float]] = []
-    if loops:
-        for loop in loops:
-            tags = [t.lower() for t in loop.tags]
-            seq_tag = "seq_id" if "seq_id" in tags else "comp_index_id"
-            need = [seq_tag, "comp_id", "atom_id", "val"]
-            if any(t not in tags for t in need):
-                raise ValueError(f"{path}: _Atom_chem_shift loop lacks one of {need}")
-            idx = {t: tags.index(t) for t in need}
-            err_i = tags.index("val_err") if "val_err" in tags else None
-            for row in loop.data:
-                rows.append(_star_row(path, row, idx[seq_tag], idx["comp_id"], idx["atom_id"],
-                                      idx["val"], err_i))
-    else:
-        # NMR-STAR 2.1: loop with _Residue_seq_code _Residue_label _Atom_name _Chem_shift_value
-        for saveframe in entry.frame_list:
-            for loop in saveframe.loops:
-                tags = [t.lower() for t in loop.tags]
-                if "chem_shift_value" not in tags:
-                    continue
-                err_i = (tags.index("chem_shift_value_error")
-                         if "chem_shift_value_error" in tags else None)
-                for row in loop.data:
-                    rows.append(_star_row(path, row, tags.index("residue_seq_code"),
-                                          tags.index("residue_label"), tags.index("atom_name"),
-                                          tags.index("chem_shift_value"), err_i))
-    rows = [r for r in rows if r is not None]
-    if not rows:
-        raise ValueError(f"{path}: no nucleotide chemical shifts in NMR-STAR file")
-    return _finish_shift_table(rows)
-
-
-def _star_row(path, row, i_seq, i_comp, i_atom, i_val, i_err):
-    try:
-        resname = normalise_residue_name(row[i_comp])
-    except ValueError:
-        return None  # not a nucleotide (ligand, protein): skipped
-    val = _float_or_nan(row[i_val], path, 0, "shift")
-    err = _float_or_nan(row[i_err], path, 0, "error") if i_err is not None else np.nan
-    return (resname, int(row[i_seq]), normalise_nucleus_name(row[i_atom]), val, err)
+    table = finish_shift_table(rows)
+    notes = []
+    dup = int(table.duplicated(["resid", "nucleus"]).sum())
+    if dup:
+        notes.append(f"{dup} repeated (residue, nucleus) entries; their shifts are averaged")
+    return ShiftEntry(table, None, notes)
 
 
 def shifts_to_wide(shifts: pd.DataFrame, nuclei: Iterable[str]) -> pd.DataFrame:
@@ -194,6 +172,9 @@ def clean_sequence(seq: str, source: str = "sequence") -> str:
         ValueError: empty or containing other letters.
     """
     s = "".join(seq.split()).upper().replace("T", "U")
+    if any(c in s for c in "&+"):
+        raise ValueError(f"{source}: two-strand (duplex) input is not supported; csrna folds "
+                         "one strand (fold each strand, or join them with a loop)")
     if not s:
         raise ValueError(f"{source}: empty sequence")
     bad = sorted(set(s) - set("ACGU"))
@@ -300,7 +281,78 @@ def write_ct(path: str | Path, sequence: str, pairs: Iterable[tuple[int, int]],
     for i in range(1, n + 1):
         nxt = i + 1 if i < n else 0
         lines.append(f"{i:5d} {sequence[i - 1]} {i - 1:5d} {nxt:5d} {partner[i]:5d} {i:5d}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_bpseq(path: str | Path, sequence: str, pairs: Iterable[tuple[int, int]],
+                title: str = "") -> None:
+    """Write a BPSEQ file (``i base partner``, 0 = unpaired), title as a ``#`` comment.
+
+    Args:
+        path: output file.
+        sequence: RNA sequence.
+        pairs: 1-based base pairs.
+        title: comment line (omitted when empty).
+    """
+    n = len(sequence)
+    partner = _partner_array(pairs, n)
+    lines = [f"# {title}"] if title else []
+    lines += [f"{i} {sequence[i - 1]} {partner[i]}" for i in range(1, n + 1)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_bpseq(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
+    """Read a BPSEQ file (``#`` comment lines ignored).
+
+    Returns:
+        (sequence, sorted 1-based pairs).
+
+    Raises:
+        ValueError: malformed or inconsistent file.
+    """
+    path = Path(path)
+    text = _check_file(path, "BPSEQ")
+    rows = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    try:
+        idx = [int(r[0]) for r in rows]
+        partner = [int(r[2]) for r in rows]
+    except (ValueError, IndexError):
+        raise ValueError(f"{path}: expected lines 'index base partner'") from None
+    if idx != list(range(1, len(rows) + 1)):
+        raise ValueError(f"{path}: residue indices are not 1..{len(rows)}")
+    pairs = sorted((i, j) for i, j in zip(idx, partner, strict=True) if j > i)
+    for i, j in pairs:
+        if j > len(rows) or partner[j - 1] != i:
+            raise ValueError(f"{path}: pair {i}-{j} is not symmetric")
+    return clean_sequence("".join(r[1] for r in rows), str(path)), pairs
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_write(path: str | Path, writer) -> None:
+    """Write ``path`` atomically: ``writer(tmp_path)`` writes a temporary file in the same
+    folder, which then replaces ``path`` (no partial file is left on failure).
+
+    Args:
+        path: final file.
+        writer: callable taking the temporary path (keeps ``path``'s suffix so that writers
+            choosing a format by suffix, such as matplotlib, behave the same).
+    """
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _partner_array(pairs: Iterable[tuple[int, int]], n: int) -> np.ndarray:
@@ -430,4 +482,5 @@ def write_dot_bracket(path: str | Path, sequence: str, pairs: Iterable[tuple[int
         pairs: 1-based base pairs.
         title: header text.
     """
-    Path(path).write_text(f">{title}\n{sequence}\n{dot_bracket(list(pairs), len(sequence))}\n")
+    atomic_write_text(path, f">{title}\n{sequence}\n"
+                            f"{dot_bracket(list(pairs), len(sequence))}\n")
