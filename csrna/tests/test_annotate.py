@@ -130,3 +130,24 @@ def test_shift_file_path_reproduces_training_rows(tmp_path):
     ours = A.build_features(wide)
     pub = tabs["train_X"].to_numpy(float)[: len(rna)]
     np.testing.assert_allclose(ours, pub, atol=1e-9)
+
+
+def test_pucker_decision_uses_the_training_prior():
+    # equal one-vs-rest outputs: the prior decides (C3'-endo is the majority class)
+    names, post = A.pucker_decision(np.full((1, 6), 0.5))
+    assert names == ["C3p_endo"] and post.sum() == pytest.approx(1.0)
+    # a confident rare class still wins
+    ovr = np.array([[0.99, 0.2, 0.1, 0.1, 0.1, 0.1]])
+    assert A.pucker_decision(ovr)[0] == ["C2p_endo"]
+
+
+@needs_data
+def test_pucker_call_beats_always_c3_endo_on_the_test_split():
+    tabs = A.load_published_tables(CSA)
+    p = A.AnnotateModel.load().predict_proba(tabs["test_X"].to_numpy(float))
+    truth = tabs["test_y"][list(A.TASKS[A.N_BINARY:])].to_numpy(float).argmax(axis=1)
+    names, _ = A.pucker_decision(p[:, A.N_BINARY:])
+    calls = np.array([A.TASKS[A.N_BINARY:].index("pucker_" + n) for n in names])
+    majority = (truth == 1).mean()
+    assert (calls == truth).mean() >= majority  # raw argmax: 0.49 against 0.83
+    assert (p[:, A.N_BINARY:].argmax(axis=1) == truth).mean() < majority

@@ -249,3 +249,20 @@ def test_cli_duplex_fasta_refused(app, tmp_path):
     res = _run(app, [tmp_path / "s.dat", "--sequence", "GGAC&GUCC",
                      "--output", tmp_path / "o.ct"])
     assert res.exit_code == 2 and "duplex" in res.output
+
+
+@needs_data
+def test_annotate_reads_entity_and_refuses_overwrite(tmp_path):
+    from csrna.cli import app as csrna_app
+
+    star = _mir_entry(tmp_path)
+    out = tmp_path / "ann.csv"
+    runner = CliRunner()
+    res = runner.invoke(csrna_app, ["annotate", str(star), "--output", str(out)])
+    assert res.exit_code == 2 and "--entity" in res.output and not out.exists()
+    res = runner.invoke(csrna_app, ["annotate", str(star), "--entity", "1", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"pucker", "pucker_probability"} <= set(header)
+    res = runner.invoke(csrna_app, ["annotate", str(star), "--entity", "1", "--output", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output

@@ -313,7 +313,8 @@ def annotate_shifts(shifts: pd.DataFrame, model: AnnotateModel | None = None) ->
 
     Returns:
         DataFrame ``resid, resname`` (one-letter), ``n_measured`` + one probability column per task
-        (:data:`TASKS`), plus ``pucker`` (most probable class).
+        (:data:`TASKS`), plus ``pucker`` (most probable class by :func:`pucker_decision`)
+        and ``pucker_probability`` (its normalised posterior).
     """
     model = model or AnnotateModel.load()
     wide = shift_table_from_long(shifts, model.impute)
@@ -322,9 +323,41 @@ def annotate_shifts(shifts: pd.DataFrame, model: AnnotateModel | None = None) ->
     out["resname"] = out["resname"].map({v: k for k, v in _ONE_LETTER.items()})
     for k, t in enumerate(TASKS):
         out[t] = np.round(probs[:, k], 4)
-    best = probs[:, N_BINARY:].argmax(axis=1)
-    out["pucker"] = [TASKS[N_BINARY + int(i)][len("pucker_"):] for i in best]
+    labels, posterior = pucker_decision(probs[:, N_BINARY:])
+    out["pucker"] = labels
+    out["pucker_probability"] = np.round(posterior.max(axis=1), 4)
     return out
+
+
+#: Residues per sugar-pucker class in the published training split (``train_target_3.csv``,
+#: :data:`TASKS` pucker order): the class prior that the class-balanced training removed.
+PUCKER_TRAINING_COUNTS: tuple[int, ...] = (183, 2092, 289, 64, 55, 297)
+
+
+def pucker_decision(ovr: np.ndarray,
+                    counts: tuple[int, ...] = PUCKER_TRAINING_COUNTS
+                    ) -> tuple[list[str], np.ndarray]:
+    """Multiclass sugar-pucker call from the six one-vs-rest outputs.
+
+    The outputs were trained with each class carrying half of its task's loss, i.e. they
+    estimate P(class) under a balanced prior. Their odds are multiplied by the training prior
+    odds of the class and normalised over the six classes; the call is the most probable
+    class (the Bayes decision under 0/1 loss). A plain argmax of the raw outputs ignores the
+    prior and over-calls the rare puckers.
+
+    Args:
+        ovr: (n, 6) one-vs-rest probabilities in :data:`TASKS` pucker order.
+        counts: training residues per class.
+
+    Returns:
+        (class names such as ``C3p_endo``, (n, 6) normalised posterior).
+    """
+    p = np.clip(np.asarray(ovr, dtype=np.float64), 1e-6, 1 - 1e-6)
+    prior = np.asarray(counts, dtype=np.float64) / float(np.sum(counts))
+    odds = p / (1 - p) * prior / (1 - prior)
+    post = odds / odds.sum(axis=1, keepdims=True)
+    names = [TASKS[N_BINARY + int(i)][len("pucker_"):] for i in post.argmax(axis=1)]
+    return names, post
 
 
 #: Hyper-parameters of the shipped model (chosen on the training set only, see docs).

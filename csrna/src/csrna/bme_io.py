@@ -110,7 +110,8 @@ def write_weights(path: str | Path, names: list[str], weights: np.ndarray) -> No
     """Write a ``structure,weight`` CSV, one row per conformer in input order."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fh.write("structure,weight\n")
-        for name, w in zip(names, np.asarray(weights, dtype=np.float64), strict=True):
-            fh.write(f"{name},{w:.10g}\n")
+    from csrna.io import atomic_write_text
+
+    rows = [f"{name},{w:.10g}\n"
+            for name, w in zip(names, np.asarray(weights, dtype=np.float64), strict=True)]
+    atomic_write_text(path, "structure,weight\n" + "".join(rows))

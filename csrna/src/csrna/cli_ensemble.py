@@ -36,6 +36,30 @@ HELP_SAMPLES = "Boltzmann samples (stochastic backtracking) for the library."
 HELP_SUBOPT = "Suboptimal folds within this many kcal/mol of the MFE."
 HELP_SEED = "Random seed of the sampling."
 HELP_TABLE_OUT = "CSV table to write."
+HELP_ENTITY = "NMR-STAR: Entity_ID to read when the entry has several (the error lists them)."
+HELP_LIST = ("NMR-STAR: assigned chemical-shift list ID when the entry has several (the error "
+             "lists them).")
+HELP_REFCORR = ("Subtract the estimated referencing offset of every nucleus class flagged as "
+                "mis-referenced (a warning is printed either way).")
+HELP_OVERWRITE = "Replace existing output files."
+
+
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for path in paths:
+        if path.exists():
+            raise ValueError(f"{path}: output file exists; use --overwrite to replace it")
+
+
+def _read_measured(shifts: Path, entity: str | None, shift_list: str | None,
+                   reference_correct: bool):
+    """Shift entry (notes and referencing check printed) and the shifts to use."""
+    from csrna.cli_fold import prepare_shifts
+    from csrna.io import read_shift_entry
+
+    entry = read_shift_entry(shifts, entity, shift_list)
+    return entry, prepare_shifts(entry, str(shifts), 0, reference_correct)
 
 
 def _parse_theta(value: str) -> float | str:
@@ -64,6 +88,7 @@ def reweight(
     simulated: Annotated[Path, typer.Argument(help=HELP_SIMULATED)],
     output: Annotated[Path, typer.Option("--output", "-o", help=HELP_WEIGHTS_OUT)],
     theta: Annotated[str, typer.Option(help=THETA_HELP)] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP_OVERWRITE)] = False,
 ) -> None:
     """Reweight a conformer ensemble against experimental data (Bayesian/maximum entropy).
 
@@ -77,6 +102,7 @@ def reweight(
     from csrna.bme_io import read_bme_experimental, read_bme_simulated, write_weights
 
     th = _parse_theta(theta)
+    _refuse_existing([output], overwrite)
     _, values, errors = read_bme_experimental(experimental)
     labels, calc = read_bme_simulated(simulated)
     if calc.shape[1] != values.size:
@@ -94,8 +120,16 @@ def reweight(
 @user_errors
 def bme(
     shifts: Annotated[Path, typer.Argument(help=HELP_SHIFTS)],
-    sequence: Annotated[str, typer.Option("--sequence", "-s", help=HELP_SEQUENCE)],
     output: Annotated[Path, typer.Option("--output", "-o", help=HELP_OUTDIR)],
+    sequence: Annotated[str | None, typer.Option(
+        "--sequence", "-s",
+        help=HELP_SEQUENCE + " Required for a shift table; an NMR-STAR entry supplies its "
+                             "own.")] = None,
+    entity: Annotated[str | None, typer.Option(help=HELP_ENTITY)] = None,
+    shift_list: Annotated[str | None, typer.Option("--list", help=HELP_LIST)] = None,
+    reference_correct: Annotated[bool, typer.Option("--reference-correct",
+                                                    help=HELP_REFCORR)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP_OVERWRITE)] = False,
     library: Annotated[Path | None, typer.Option(help=HELP_LIBRARY)] = None,
     theta: Annotated[str, typer.Option(help=THETA_HELP)] = "auto",
     samples: Annotated[int, typer.Option(help=HELP_SAMPLES)] = 1000,
@@ -123,13 +157,21 @@ def bme(
         plot_pair_probabilities,
         predict_library,
     )
-    from csrna.io import read_shifts, write_ct, write_dot_bracket
+    from csrna.io import atomic_write_text, write_bpseq, write_ct, write_dot_bracket
     from csrna.library import read_ct_library, sample_library
     from csrna.shiftpred import ShiftPredictor
 
     th = _parse_theta(theta)
-    seq = resolve_sequence(sequence)
-    measured = read_shifts(shifts)
+    names_out = ["predicted_shifts.csv", "weights.csv", "library.csv", "top_structure.ct",
+                 "top_structure.dbn", "top_structure.bpseq", "pair_probabilities.png"]
+    _refuse_existing([output / f for f in names_out], overwrite)
+    entry, measured = _read_measured(shifts, entity, shift_list, reference_correct)
+    if sequence is not None:
+        seq = resolve_sequence(sequence, single=True)
+    elif entry.sequence is not None:
+        seq = entry.sequence
+    else:
+        raise ValueError(f"{shifts}: --sequence is required (the file has no sequence)")
     if library is not None:
         seq, conformers = read_ct_library(library, seq)
     else:
@@ -146,20 +188,22 @@ def bme(
     result = fit(calc, data["shift"].to_numpy(), data["sigma"].to_numpy(), theta=th)
 
     output.mkdir(parents=True, exist_ok=True)
-    predicted.to_csv(output / "predicted_shifts.csv", index=False, float_format="%.4f")
+    atomic_write_text(output / "predicted_shifts.csv",
+                      predicted.to_csv(index=False, float_format="%.4f"))
     write_weights(output / "weights.csv", names, result.weights)
-    pd.DataFrame({
+    atomic_write_text(output / "library.csv", pd.DataFrame({
         "structure": names,
         "source": [c.source for c in conformers],
         "energy": [c.energy for c in conformers],
         "prior": result.prior,
         "weight": result.weights,
         "dot_bracket": [c.dot_bracket(len(seq)) for c in conformers],
-    }).to_csv(output / "library.csv", index=False, float_format="%.6g")
+    }).to_csv(index=False, float_format="%.6g"))
     top = int(np.argmax(result.weights))
     label = f"{names[top]} CS-BME weight={result.weights[top]:.4f}"
     write_ct(output / "top_structure.ct", seq, conformers[top].pairs, label)
     write_dot_bracket(output / "top_structure.dbn", seq, conformers[top].pairs, label)
+    write_bpseq(output / "top_structure.bpseq", seq, conformers[top].pairs, label)
     n = len(seq)
     plot_pair_probabilities(
         output / "pair_probabilities.png",
@@ -179,23 +223,33 @@ def bme(
 def annotate(
     shifts: Annotated[Path, typer.Argument(help=HELP_SHIFTS)],
     output: Annotated[Path, typer.Option("--output", "-o", help=HELP_TABLE_OUT)],
+    entity: Annotated[str | None, typer.Option(help=HELP_ENTITY)] = None,
+    shift_list: Annotated[str | None, typer.Option("--list", help=HELP_LIST)] = None,
+    reference_correct: Annotated[bool, typer.Option("--reference-correct",
+                                                    help=HELP_REFCORR)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP_OVERWRITE)] = False,
 ) -> None:
     """CS-Annotate: per-nucleotide structural annotations from chemical shifts.
 
     For every residue with shifts: probabilities of solvent exposure (sasa), stacking with a
     sequence neighbour (astack), non-neighbour stacking (nastack), base pairing (pair), syn
-    glycosidic torsion (syn_anti) and the six sugar-pucker classes, plus the most likely
-    pucker. Missing shifts are filled with training means per residue type (column
+    glycosidic torsion (syn_anti) and the six one-vs-rest sugar-pucker outputs, plus the
+    pucker call (`pucker`, `pucker_probability`): the six outputs corrected by the training
+    prior of each class and normalised (on the published test split right for 83.1 % of the
+    residues against 82.7 % for always answering C3'-endo, so little more than the majority
+    answer). Missing shifts are filled with training means per residue type (column
     n_measured says how many of the 19 nuclei were measured).
 
     Example: csrna annotate shifts.dat --output annotations.csv
     """
     from csrna.annotate import annotate_shifts
-    from csrna.io import read_shifts
+    from csrna.io import atomic_write_text
 
-    table = annotate_shifts(read_shifts(shifts))
+    _refuse_existing([output], overwrite)
+    _, measured = _read_measured(shifts, entity, shift_list, reference_correct)
+    table = annotate_shifts(measured)
     output.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output, index=False)
+    atomic_write_text(output, table.to_csv(index=False))
     _out.print(f"{len(table)} residues annotated -> {output}", highlight=False)
 
 

@@ -140,4 +140,6 @@ def plot_pair_probabilities(
         ax.set_yticks(range(n), list(sequence), fontsize=6)
     fig.colorbar(im, ax=ax, label="probability")
     fig.tight_layout()
-    fig.savefig(path)
+    from csrna.io import atomic_write
+
+    atomic_write(path, fig.savefig)
