@@ -228,7 +228,7 @@ def test_loo_benchmark_smoke(capsys, tmp_path):
                      "--data", str(CS2BPS.parents[1])])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     pattern = (r"sensitivity=[\d.]+ ppv=[\d.]+ accuracy=[\d.]+ baseline_sensitivity=[\d.]+ "
-               r"baseline_ppv=[\d.]+")
+               r"baseline_ppv=[\d.]+ protocol=grouped80")
     assert re.fullmatch(pattern, last), last
 
     import csfold_alternatives
