@@ -1,6 +1,10 @@
 """The ``difftm`` command: one entry point with subcommands.
 
 Each subcommand lives in its own module under ``difftm.cli`` exposing ``register(app)``.
+
+Help texts are plain text (``rich_markup_mode=None``): defaults are written in square
+brackets, e.g. ``[300]``, which rich markup would swallow as tags. Typer groups added with
+``add_typer`` must set the same mode (:data:`HELP_MARKUP`).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from difftm.cli import demo, fetch, info, peaks, search, simulate
+from difftm.cli.simulate import HELP_MARKUP
 
 app = typer.Typer(
     name="difftm",
@@ -20,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.

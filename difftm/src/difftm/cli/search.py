@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from difftm.cli.errors import user_errors
+from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
 
@@ -21,7 +21,9 @@ def _search(
         "--config", help="YAML file with any of the options below (command line wins).")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (maps, bundle, config, checkpoints).")] = None,
-    pixel_size: Annotated[float | None, typer.Option(help="Pixel size, Angstrom.")] = None,
+    pixel_size: Annotated[float | None, typer.Option(
+        help="Pixel size, Angstrom [the micrograph header; required when the header has "
+             "none; a calibrated header that disagrees is refused].")] = None,
     voltage: Annotated[float | None, typer.Option(help="Voltage, kV [300].")] = None,
     cs: Annotated[float | None, typer.Option(help="Spherical aberration, mm [2.7].")] = None,
     amplitude_contrast: Annotated[float | None, typer.Option(
@@ -39,6 +41,11 @@ def _search(
         help="In-plane angular step, degrees [1.5].")] = None,
     symmetry: Annotated[str | None, typer.Option(
         help="Template symmetry: C1, Cn, Dn, T, O, I [C1].")] = None,
+    orientations: Annotated[Path | None, typer.Option(
+        help="Search these orientations instead of the grid: a text/CSV file of rot tilt psi "
+             "in degrees (RELION ZYZ), one per line, or a STAR file with rlnAngleRot, "
+             "rlnAngleTilt, rlnAnglePsi (e.g. a peer's grid or a previous run's particles). "
+             "The steps and symmetry are then not used for the grid.")] = None,
     defocus_range: Annotated[float | None, typer.Option(
         help="Search defocus within +- this, Angstrom [1200].")] = None,
     defocus_step: Annotated[float | None, typer.Option(
@@ -49,8 +56,19 @@ def _search(
         help="Low-pass: resolution limit, Angstrom.")] = None,
     whiten: Annotated[bool | None, typer.Option(
         "--whiten/--no-whiten", help="Whiten by the micrograph power spectrum [on].")] = None,
+    projector_oversampling: Annotated[int | None, typer.Option(
+        help="Padding factor of the template's 3D FFT, 1-4 [2]. 1 uses 8x less memory but "
+             "interpolates projections less accurately: lower SNR for off-grid orientations "
+             "(docs/ARCHITECTURE.md).")] = None,
+    gridding_correction: Annotated[bool | None, typer.Option(
+        "--gridding-correction/--no-gridding-correction",
+        help="Divide the template by the sinc^2 kernel of trilinear interpolation before "
+             "projecting [on] (docs/ARCHITECTURE.md).")] = None,
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or cuda:N [auto].")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads of torch [physical cores, or $DIFFTM_THREADS / $OMP_NUM_THREADS; "
+             "1 per Dask worker]. On a machine shared with other busy jobs use 1.")] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Correlations per batch [planned from free memory].")] = None,
     chunk_batches: Annotated[int | None, typer.Option(
@@ -84,40 +102,52 @@ def _search(
         chunk_batches=chunk_batches, overwrite=overwrite, scheduler=scheduler,
         n_workers=n_workers, n_parts=n_parts,
     )
+    overrides.update(orientations=orientations, projector_oversampling=projector_oversampling,
+                     gridding_correction=gridding_correction, threads=threads)
     cfg = load_config(config, overrides)
     for path in (cfg.micrograph, cfg.template):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: file not found")
+    from difftm.search.engine import resolve_pixel_size
+    from difftm.threads import apply_threads
 
-    progress = Progress(
-        TextColumn("[bold]searching"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"),
-        TimeRemainingColumn(), console=console, transient=False,
-    )
-    task = None
-    state: dict = {}
+    px_given = cfg.pixel_size is not None
+    cfg = resolve_pixel_size(cfg)
+    if cfg.scheduler is None and cfg.n_parts is None:
+        n_threads, reason = apply_threads(cfg.threads)
+        cfg.threads = n_threads  # recorded in config.yaml and the results
+        threads_note = f"{n_threads} CPU threads ({reason})"
+    else:
+        threads_note = f"{cfg.threads or 1} CPU thread(s) per part"
+    console.print(
+        f"pixel size {cfg.pixel_size:g} A"
+        + ("" if px_given else f" (from the header of {cfg.micrograph.name})")
+        + f", {threads_note}", highlight=False, soft_wrap=True)
+
+    reporter = None
 
     def on_plan(plan: SearchPlan) -> None:
-        nonlocal task
-        state["n_def"] = plan.n_defocus
+        nonlocal reporter
         console.print(
             f"{plan.n_orientations:,} orientations x {plan.n_defocus} defocus planes = "
             f"{plan.n_search:,} correlations of {plan.shape[0]}x{plan.shape[1]} px "
-            f"(template box {plan.box}) on {plan.device}, batch {plan.batch_size}")
-        task = progress.add_task("search", total=plan.n_search, rate="")
+            f"(template box {plan.box}) on {plan.device}, batch {plan.batch_size}",
+            highlight=False, soft_wrap=True)
+        reporter = progress_reporter(console, "search", plan.n_search, unit="orient/s",
+                                     per_unit=plan.n_defocus)
 
     def on_progress(done: int, total: int, seconds: float) -> None:
-        if task is None:
-            return
-        first = state.setdefault("first_done", done)
-        rate_o = max(done - first, 1) / max(seconds, 1e-9) / state["n_def"]
-        progress.update(task, completed=done, rate=f"{rate_o:,.1f} orient/s")
+        if reporter is not None:
+            reporter.update(done)
 
     if cfg.scheduler is not None or cfg.n_parts is not None:
         result = _run_distributed(cfg)
     else:
-        with progress:
+        try:
             result = run_search(cfg, progress=on_progress, on_plan=on_plan)
+        finally:
+            if reporter is not None:
+                reporter.close()
     md = result.metadata
     console.print(
         f"done: {md['n_search']:,} search positions, max SNR {result.maps['snr'].max():.2f}, "
@@ -127,18 +157,20 @@ def _search(
 def _run_distributed(cfg):
     from difftm.search.distributed import run_search_distributed
 
-    progress = Progress(TextColumn("[bold]searching (parts)"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total} parts"), TimeElapsedColumn(),
-                        TextColumn("left"), TimeRemainingColumn(), console=console)
-    with progress:
-        task = progress.add_task("parts", total=None)
+    # the number of parts is known from the first report
+    reporter = progress_reporter(console, "search (parts)", 1, unit="parts/s")
+    reporter.begin(0)
 
-        def on_progress(done: int, total: int, seconds: float) -> None:
-            progress.update(task, completed=done, total=total)
+    def on_progress(done: int, total: int, seconds: float) -> None:
+        reporter.set_total(total)
+        reporter.update(done)
 
-        sched = None if cfg.scheduler in (None, "none") else cfg.scheduler
+    sched = None if cfg.scheduler in (None, "none") else cfg.scheduler
+    try:
         return run_search_distributed(cfg, scheduler=sched, n_parts=cfg.n_parts,
                                       n_workers=cfg.n_workers, progress=on_progress)
+    finally:
+        reporter.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import typer
 
+#: Markup of help texts: none, so that "[default]" brackets print literally (see cli.main).
+HELP_MARKUP = None
+
 simulate_app = typer.Typer(
     help="Simulate a 3D template from an atomic model, or a micrograph with known particles.",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from difftm.cli.errors import user_errors
+from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
 
@@ -32,7 +32,8 @@ def _micrograph(
         help="Electron exposure in e-/A^2 (e.g. 40); sets the shot noise.")],
     pixel_size: Annotated[float | None, typer.Option(
         help="Pixel size in Angstrom of template and micrograph. Default: the template's "
-        "header (required when the header has none).")] = None,
+        "header (required when the header has none; a calibrated header that disagrees is "
+        "refused).")] = None,
     defocus_spread: Annotated[float, typer.Option(
         help="Standard deviation (A) of per-particle defocus offsets (ice thickness).")] = 0.0,
     astigmatism: Annotated[float, typer.Option(
@@ -56,6 +57,9 @@ def _micrograph(
         "--shot-noise/--no-shot-noise", help="Draw Poisson counts (off: expected counts).")
     ] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads of torch [physical cores, or $DIFFTM_THREADS / "
+        "$OMP_NUM_THREADS].")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
@@ -71,6 +75,7 @@ def _micrograph(
     from difftm.io.mrc import read_mrc, write_mrc
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
     from difftm.simulate.micrograph import simulate_micrograph
+    from difftm.threads import apply_threads
 
     params_path = output.with_suffix(".json")
     if len({output.resolve(), truth.resolve(), params_path.resolve()}) < 3:
@@ -86,11 +91,11 @@ def _micrograph(
         if not vol.pixel_size_calibrated:
             raise ValueError(f"{template}: header has no pixel size; give --pixel-size")
         pixel_size = vol.pixel_size
-    elif vol.pixel_size_calibrated and abs(vol.pixel_size - pixel_size) > 0.01 * pixel_size:
-        console.print(
-            f"[yellow]warning:[/] {template.name} header says {vol.pixel_size:.4f} A/px, "
-            f"using --pixel-size {pixel_size}", highlight=False, soft_wrap=True,
-        )
+    elif vol.pixel_size_calibrated and abs(vol.pixel_size - pixel_size) > 0.005 * max(
+            pixel_size, vol.pixel_size):
+        raise ValueError(
+            f"{template}: pixel size {vol.pixel_size:.4g} A in the header does not match "
+            f"--pixel-size {pixel_size:.4g} A (resample the template or fix its header)")
     bg = None
     if background is not None:
         bg_image = read_mrc(background)
@@ -98,16 +103,12 @@ def _micrograph(
             raise ValueError(f"{background}: background must be a 2D micrograph")
         bg = bg_image.data
 
-    bar = Progress(
-        TextColumn("simulating particles"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True,
-    )
-    task = bar.add_task("particles", total=max(n_particles, 1))
+    n_threads, _ = apply_threads(threads)
+    reporter = progress_reporter(console, "simulating particles", max(n_particles, 1),
+                                 unit="particles/s", transient=True)
 
     def progress(done: int, total: int) -> None:
-        if not bar.live.is_started:  # start on the first particle: input errors come first
-            bar.start()
-        bar.update(task, completed=done)
+        reporter.update(done)
 
     try:
         sim = simulate_micrograph(
@@ -119,8 +120,7 @@ def _micrograph(
             shot_noise=shot_noise, device=device, progress=progress,
         )
     finally:
-        if bar.live.is_started:
-            bar.stop()
+        reporter.close()
     particles = make_particles_table(
         {k: sim.truth[k].to_numpy() for k in sim.truth.columns},
         micrograph_name=output.name, pixel_size=pixel_size,
@@ -132,6 +132,7 @@ def _micrograph(
         "background_file": str(background) if background is not None else None,
         "output": str(output),
         "truth": str(truth),
+        "threads": n_threads,
     }
     write_mrc(output, sim.image, pixel_size, overwrite=overwrite)
     write_particles_star(truth, particles, optics, overwrite=overwrite)

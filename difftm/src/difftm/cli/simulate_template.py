@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from difftm.cli.errors import user_errors
+from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
 
@@ -42,8 +42,17 @@ def _template(
     keep_ligands: Annotated[bool, typer.Option(
         "--keep-ligands", help="Also include ligands and ions (waters are never "
         "included).")] = False,
+    center: Annotated[str, typer.Option(
+        "--center", help="Model point placed at the centre voxel (box//2), which particle "
+        "coordinates of a search refer to: com (centre of mass), box (keep the model's own "
+        "frame: model origin at voxel 0, for a model fitted into a map of this --box and "
+        "--pixel-size) or X,Y,Z in Angstrom. Recorded in the MRC header (origin and a "
+        "label).")] = "com",
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA when available), cpu, or cuda[:N].")] = "auto",
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="CPU threads of torch [physical cores, or $DIFFTM_THREADS / "
+        "$OMP_NUM_THREADS].")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
@@ -55,8 +64,14 @@ def _template(
 
     from difftm.io.atomic import check_writable
     from difftm.io.models import load_model, molecular_mass_da
-    from difftm.io.mrc import write_mrc
-    from difftm.simulate.template import simulate_template, suggest_box
+    from difftm.simulate.template import (
+        parse_centre,
+        resolve_centre,
+        simulate_template,
+        suggest_box,
+        write_template,
+    )
+    from difftm.threads import apply_threads
 
     if not pixel_size > 0:
         raise ValueError(f"--pixel-size must be positive (Angstrom), got {pixel_size:g}")
@@ -64,7 +79,12 @@ def _template(
         raise ValueError(f"--box must be at least 2 voxels, got {box}")
     if fluence is not None and not fluence > 0:
         raise ValueError(f"--fluence must be positive (e-/A^2), got {fluence:g}")
+    centre_mode = parse_centre(center)
+    if centre_mode == "box" and box is None:
+        raise ValueError("--center box keeps the model's frame (model origin at voxel 0): "
+                         "give --box, the box of the map the model is fitted into")
     check_writable(output, overwrite)
+    n_threads, _ = apply_threads(threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -76,31 +96,23 @@ def _template(
 
     with console.status(f"reading {model.name}"):
         atoms = load_model(model, keep_ligands=keep_ligands)
+    point = resolve_centre(atoms, centre_mode, pixel_size, box)
     if box is None:
-        box = suggest_box(atoms, pixel_size)
+        box = suggest_box(atoms, pixel_size, centre=point)
 
-    bar = Progress(
-        TextColumn("simulating potential"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("atoms"), TimeElapsedColumn(), console=console, transient=True,
-    )
-    task = bar.add_task("atoms", total=len(atoms))
-
-    def progress(done: int, total: int) -> None:
-        if not bar.live.is_started:  # start on the first chunk: input errors come first
-            bar.start()
-        bar.update(task, completed=done)
-
+    reporter = progress_reporter(console, "simulating potential", len(atoms), unit="atoms/s",
+                                 transient=True)
     start = time.perf_counter()
     try:
         volume = simulate_template(
             atoms, pixel_size, box, b_factor_scale=b_factor_scale, fluence=fluence, mtf=mtf,
             device=torch_device, b_factor_add=b_factor_add, voltage_kv=voltage,
-            progress=progress,
+            progress=lambda done, total: reporter.update(done), centre=point,
         )
     finally:
-        if bar.live.is_started:
-            bar.stop()
-    write_mrc(output, volume, pixel_size, overwrite=overwrite)
+        reporter.close()
+    note = centre_mode if isinstance(centre_mode, str) else "given"
+    write_template(output, volume, pixel_size, point, overwrite=overwrite, note=note)
     elapsed = time.perf_counter() - start
     filters = [f"fluence {fluence:g} e-/A^2"] if fluence is not None else []
     if mtf.strip().lower() != "none":
@@ -109,7 +121,9 @@ def _template(
         f"wrote {output}: {box}^3 voxels at {pixel_size:g} A/px from {len(atoms)} atoms "
         f"({molecular_mass_da(atoms) / 1000:.1f} kDa)"
         + (f", {', '.join(filters)}" if filters else "")
-        + f", {elapsed:.1f} s on {torch_device}",
+        + f"; centre ({note}) x,y,z = {point[0]:.2f}, {point[1]:.2f}, {point[2]:.2f} A at "
+        f"voxel {box // 2}; {elapsed:.1f} s on {torch_device}"
+        + (f", {n_threads} threads" if torch_device.type == "cpu" else ""),
         highlight=False, soft_wrap=True,
     )
 

@@ -66,6 +66,7 @@ def simulate_potential(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
+    centre: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Simulate the electrostatic potential of ``atoms`` in a cubic box.
 
@@ -78,10 +79,12 @@ def simulate_potential(
             ``B * scale + add`` must not be negative.
         device, dtype: of the returned volume.
         progress: called as ``progress(atoms_done, atoms_total)`` after each chunk.
+        centre: ``(3,)`` model point ``[x, y, z]`` in A placed at the centre voxel (default:
+            the centre of mass).
 
     Returns:
         ``(box, box, box)`` tensor indexed ``[z, y, x]``, the mean potential per voxel in
-        Volts, with the model's centre of mass at voxel ``(box//2, box//2, box//2)``.
+        Volts, with ``centre`` (the centre of mass) at voxel ``(box//2, box//2, box//2)``.
 
     Raises:
         ValueError: bad pixel size/box/B-factors, or "box N too small for model (...)" when an
@@ -102,7 +105,8 @@ def simulate_potential(
             f"(minimum is {float(np.nanmin(b_eff)):.3g} A^2)"
         )
 
-    offsets = (atoms.positions_angstrom - centre_of_mass(atoms)) / pixel_size  # voxels, xyz
+    c = centre_of_mass(atoms) if centre is None else np.asarray(centre, dtype=np.float64)
+    offsets = (atoms.positions_angstrom - c) / pixel_size  # voxels, xyz
     _check_fits(offsets, pixel_size, box)
     centres = offsets + box // 2  # continuous voxel index; voxel j spans [j - 0.5, j + 0.5]
 

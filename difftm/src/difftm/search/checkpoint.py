@@ -29,11 +29,17 @@ def atomic_save(path: Path, writer: Callable[[IO], None]) -> None:
         os.fsync(fh.fileno())
 
 
-def save_checkpoint(folder: Path, acc: Accumulator, next_index: int, fingerprint: str) -> None:
-    """Atomically save the accumulator state and progress of a search."""
+def save_checkpoint(folder: Path, acc: Accumulator, next_index: int, fingerprint: str,
+                    seconds: float = 0.0) -> None:
+    """Atomically save the accumulator state and progress of a search.
+
+    ``seconds`` is the correlation time spent on the indices before ``next_index`` over all
+    sessions so far, so that the timings of a resumed search cover the whole search.
+    """
     arrays = acc.to_numpy()
     arrays["next_index"] = np.array(next_index, dtype=np.int64)
     arrays["fingerprint"] = np.array(fingerprint)
+    arrays["seconds"] = np.array(float(seconds), dtype=np.float64)
     atomic_save(Path(folder) / CHECKPOINT_NAME, lambda fh: np.savez(fh, **arrays))
 
 
@@ -61,6 +67,22 @@ def checkpoint_fingerprint(folder: Path) -> str | None:
     """
     arrays = _read_checkpoint(folder, ("fingerprint",))
     return None if arrays is None else str(arrays["fingerprint"])
+
+
+def checkpoint_seconds(folder: Path) -> float:
+    """Correlation seconds recorded in the checkpoint of ``folder`` (0 if none or not recorded).
+
+    Raises:
+        ValueError: the checkpoint exists but cannot be read.
+    """
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.exists():
+        return 0.0
+    try:
+        with np.load(path) as data:
+            return float(data["seconds"]) if "seconds" in data.files else 0.0
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
 
 
 def load_checkpoint(folder: Path) -> tuple[Accumulator, int, str] | None:

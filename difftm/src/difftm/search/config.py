@@ -24,7 +24,8 @@ class SearchConfig(BaseModel):
     micrograph: Path = Field(description="Micrograph MRC file.")
     template: Path = Field(description="3D template MRC (potential), same pixel size.")
     output: Path = Field(description="Output folder for maps, tables and checkpoints.")
-    pixel_size: float = Field(gt=0, description="Pixel size in Angstrom.")
+    pixel_size: float | None = Field(
+        None, gt=0, description="Pixel size in Angstrom (default: the micrograph header).")
     voltage: float = Field(300.0, gt=0, description="Acceleration voltage in kV.")
     cs: float = Field(2.7, ge=0, description="Spherical aberration in mm.")
     amplitude_contrast: float = Field(0.07, ge=0, lt=1, description="Amplitude contrast.")
@@ -47,6 +48,13 @@ class SearchConfig(BaseModel):
     chunk_batches: int | None = Field(
         None, ge=1, description="Batches per checkpointed chunk (default: ~2% of the search).")
     projector_oversampling: int = Field(2, ge=1, le=4, description="Fourier-slice padding.")
+    gridding_correction: bool = Field(
+        True, description="Divide the template by the sinc^2 kernel of trilinear interpolation.")
+    orientations: Path | None = Field(
+        None, description="Explicit orientations (text/CSV rot tilt psi, or STAR) instead of "
+                          "the grid of out_of_plane_step, in_plane_step and symmetry.")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads of torch (default: physical cores, difftm.threads).")
     overwrite: bool = Field(False, description="Replace another run's results in --output.")
     scheduler: str | None = Field(
         None, description="Dask: 'local' (LocalCluster) or a scheduler address; None = "
@@ -80,12 +88,16 @@ class SearchConfig(BaseModel):
     def fingerprint(self) -> str:
         """Hash of every field that changes the result (not output, device, batching)."""
         skip = {"output", "device", "batch_size", "chunk_batches", "overwrite", "scheduler",
-                "n_workers", "n_parts"}
+                "n_workers", "n_parts", "threads"}
         data = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
         for key in ("micrograph", "template"):
             path = Path(data[key])
             data[key + "_sha256"] = _file_digest(path) if path.exists() else None
             data[key] = path.name
+        if data.get("orientations") is not None:
+            path = Path(data["orientations"])
+            data["orientations_sha256"] = _file_digest(path) if path.exists() else None
+            data["orientations"] = path.name
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

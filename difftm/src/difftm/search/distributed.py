@@ -26,19 +26,29 @@ import torch
 from difftm.search.accumulator import Accumulator
 from difftm.search.checkpoint import atomic_save
 from difftm.search.config import SearchConfig
+from difftm.search.engine import resolve_pixel_size
 from difftm.search.results import BUNDLE_NAME, SearchResult, load_results
+from difftm.threads import available_cores
 
 PARTS_DIR = "parts"
 
 
-def search_part(config: dict, start: int, stop: int, batch: int, device: str) -> dict:
+def search_part(config: dict, start: int, stop: int, batch: int, device: str,
+                threads: int | None = None) -> dict:
     """Correlate search indices ``[start, stop)``; return the accumulator as numpy arrays.
 
     Runs anywhere the inputs are readable (a Dask worker, a subprocess, this process).
+    ``threads`` sets torch's CPU threads first (None: leave them); the returned arrays also
+    hold ``seconds``, the time the part took.
     """
     from difftm.search.device import resolve_device
     from difftm.search.engine import _load_inputs, build_correlator, correlate_range, search_grid
 
+    t0 = time.perf_counter()
+    if threads is not None:
+        from difftm.threads import apply_threads
+
+        apply_threads(threads)
     cfg = SearchConfig(**config)
     dev = resolve_device(device)
     image, volume = _load_inputs(cfg)
@@ -46,7 +56,9 @@ def search_part(config: dict, start: int, stop: int, batch: int, device: str) ->
     corr = build_correlator(cfg, image, volume, angles, offsets, dev)
     acc = Accumulator.empty(corr.shape, dev)
     correlate_range(corr, acc, start, stop, batch)
-    return acc.to_numpy()
+    arrays = acc.to_numpy()
+    arrays["seconds"] = np.array(time.perf_counter() - t0, dtype=np.float64)
+    return arrays
 
 
 def _part_path(out: Path, k: int, fingerprint: str) -> Path:
@@ -66,7 +78,8 @@ def run_search_distributed(
         cfg: the configuration (``batch_size`` sets the batch inside each part).
         scheduler: None (in process), ``"local"`` (LocalCluster) or a scheduler address.
         n_parts: number of parts (default: 4 per worker, at least 1).
-        n_workers: workers of a local cluster (default: number of GPUs, else cores // 2).
+        n_workers: workers of a local cluster (default: number of GPUs, else physical
+            cores // 2).
         progress: called as ``progress(parts_done, n_parts, seconds)``.
 
     Returns:
@@ -75,6 +88,7 @@ def run_search_distributed(
     from difftm.search.device import plan_batch_size, resolve_device
     from difftm.search.engine import _load_inputs, finalize, prepare_output, search_grid
 
+    cfg = resolve_pixel_size(cfg)
     fingerprint = cfg.fingerprint()
     prepare_output(cfg, fingerprint)
     out = Path(cfg.output)
@@ -88,7 +102,10 @@ def run_search_distributed(
     batch = cfg.batch_size or plan_batch_size(image.shape, box, device)
     n_gpu = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_workers is None:
-        n_workers = max(1, n_gpu or (torch.get_num_threads() // 2) or 1)
+        n_workers = max(1, n_gpu or (available_cores() // 2) or 1)
+    # torch threads per task: one per Dask worker (each worker is one process with one
+    # task slot) unless --threads says otherwise; in process, whatever this process uses.
+    threads = (cfg.threads or 1) if scheduler is not None else cfg.threads
     n_parts = n_parts or max(1, 4 * n_workers)
     per_part = max(batch, math.ceil(n_search / n_parts / batch) * batch)
     ranges = [(s, min(n_search, s + per_part)) for s in range(0, n_search, per_part)]
@@ -114,23 +131,33 @@ def run_search_distributed(
 
     if scheduler is None:
         for k in todo:
-            save(k, search_part(config, *ranges[k], batch, device_for(k)))
+            save(k, search_part(config, *ranges[k], batch, device_for(k), threads))
     else:
-        _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save)
+        _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
+                     threads)
     acc = Accumulator.empty(image.shape, "cpu")
+    part_seconds = 0.0
     for k in range(len(ranges)):
         with np.load(_part_path(out, k, fingerprint)) as data:
             acc.merge(Accumulator.from_numpy({n: data[n] for n in data.files}))
+            part_seconds += float(data["seconds"]) if "seconds" in data.files else 0.0
     result = finalize(acc, cfg, angles, offsets, box, fingerprint,
-                      timings={"seconds": time.perf_counter() - t0, "parts": len(ranges),
-                               "scheduler": scheduler or "in-process", "batch_size": batch})
+                      timings={"seconds": part_seconds,
+                               "seconds_this_run": time.perf_counter() - t0,
+                               "parts": len(ranges), "parts_this_run": len(todo),
+                               "scheduler": scheduler or "in-process", "batch_size": batch,
+                               "threads_per_part": threads or torch.get_num_threads()})
+    result.metadata["threads"] = threads or torch.get_num_threads()
+    result.metadata["orientations"] = None if cfg.orientations is None else str(
+        cfg.orientations)
     result.save(out)
     for k in range(len(ranges)):
         _part_path(out, k, fingerprint).unlink(missing_ok=True)
     return result
 
 
-def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save) -> None:
+def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
+                 threads) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as err:  # pragma: no cover - depends on the installation
@@ -144,7 +171,7 @@ def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, 
     else:
         client = Client(scheduler)
     try:
-        futures = {client.submit(search_part, config, *ranges[k], batch, device_for(k),
+        futures = {client.submit(search_part, config, *ranges[k], batch, device_for(k), threads,
                                  pure=False): k for k in todo}
         for fut in as_completed(futures):
             save(futures[fut], fut.result())

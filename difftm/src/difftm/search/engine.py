@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from difftm.geometry.euler import euler_to_matrix
-from difftm.geometry.grids import orientation_grid
+from difftm.geometry.grids import orientation_grid, read_orientations
 from difftm.search.accumulator import Accumulator
 from difftm.search.checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_fingerprint,
+    checkpoint_seconds,
     load_checkpoint,
     save_checkpoint,
 )
@@ -81,17 +82,51 @@ def _load_inputs(cfg: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
     for path, img in ((cfg.micrograph, mic), (cfg.template, tpl)):
         if not np.isfinite(img.data).all():
             raise ValueError(f"{path}: contains NaN or infinite values")
-        if img.pixel_size_calibrated and abs(img.pixel_size - cfg.pixel_size) > 0.005 * max(
-            img.pixel_size, cfg.pixel_size
-        ):
-            raise ValueError(
-                f"{path}: pixel size {img.pixel_size:.4g} A in the header does not match "
-                f"--pixel-size {cfg.pixel_size:.4g} A (resample the file or fix the header)")
     if tpl.data.shape[0] > min(mic.data.shape):
         raise ValueError(
             f"{cfg.micrograph}: micrograph {mic.data.shape[0]}x{mic.data.shape[1]} px is smaller "
             f"than the template box {tpl.data.shape[0]} px")
     return mic.data, tpl.data
+
+
+#: Relative difference of pixel sizes that counts as a mismatch.
+PIXEL_SIZE_TOLERANCE = 0.005
+
+
+def resolve_pixel_size(cfg: SearchConfig) -> SearchConfig:
+    """The configuration with its pixel size taken from the headers where it is not given.
+
+    Without ``pixel_size`` the micrograph header's calibrated pixel size is used; with it, a
+    calibrated header of the micrograph or the template that differs by more than 0.5% is
+    refused (uncalibrated headers, see :func:`difftm.io.mrc.read_mrc_header`, are ignored).
+
+    Raises:
+        FileNotFoundError: an input file is missing.
+        ValueError: no pixel size anywhere, or a header disagrees (one line).
+    """
+    from difftm.io.mrc import read_mrc_header
+
+    headers = {}
+    for path in (cfg.micrograph, cfg.template):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+        headers[path] = read_mrc_header(path)
+    pixel_size, source = cfg.pixel_size, "--pixel-size"
+    if pixel_size is None:
+        mic = headers[cfg.micrograph]
+        if not mic["pixel_size_calibrated"]:
+            raise ValueError(f"{cfg.micrograph}: the header has no pixel size; give "
+                             "--pixel-size (Angstrom)")
+        pixel_size, source = float(mic["pixel_size"]), f"the header of {cfg.micrograph}"
+    for path, head in headers.items():
+        px = float(head["pixel_size"])
+        if head["pixel_size_calibrated"] and abs(px - pixel_size) > PIXEL_SIZE_TOLERANCE * max(
+                px, pixel_size):
+            raise ValueError(
+                f"{path}: pixel size {px:.4g} A in the header does not match {pixel_size:.4g} "
+                f"A from {source} (resample the file or fix the header)")
+    return cfg if cfg.pixel_size == pixel_size else cfg.model_copy(
+        update={"pixel_size": pixel_size})
 
 
 def prepare_output(cfg: SearchConfig, fingerprint: str) -> None:
@@ -148,12 +183,17 @@ def run_search(
     Returns:
         The finished :class:`SearchResult` (also written to ``cfg.output``).
     """
+    cfg = resolve_pixel_size(cfg)
     fingerprint = cfg.fingerprint()
     prepare_output(cfg, fingerprint)
     out = Path(cfg.output)
     if (out / BUNDLE_NAME).exists():
         return load_results(out)  # finished earlier with the same fingerprint
     image, volume = _load_inputs(cfg)
+    if cfg.threads is not None:
+        from difftm.threads import apply_threads
+
+        apply_threads(cfg.threads)
     device = resolve_device(cfg.device)
     angles, offsets = search_grid(cfg)
     correlator = build_correlator(cfg, image, volume, angles, offsets, device)
@@ -172,8 +212,9 @@ def run_search(
     if state is not None and state[2] == fingerprint:
         acc, start, _ = state
         acc = acc.to(device)
+        earlier = checkpoint_seconds(out)  # correlation time of the sessions before this one
     else:
-        acc, start = Accumulator.empty(correlator.shape, device), 0
+        acc, start, earlier = Accumulator.empty(correlator.shape, device), 0, 0.0
     t0 = time.perf_counter()
     chunks_done = 0
     on_batch = None if progress is None else (
@@ -183,26 +224,38 @@ def run_search(
         chunk_end = min(n_search, pos + chunk)
         correlate_range(correlator, acc, pos, chunk_end, batch, on_batch)
         pos = chunk_end
-        save_checkpoint(out, acc, pos, fingerprint)
+        save_checkpoint(out, acc, pos, fingerprint,
+                        seconds=earlier + time.perf_counter() - t0)
         chunks_done += 1
         stop = stop_after_chunks is not None and chunks_done >= stop_after_chunks
         if stop and pos < n_search:
             raise SearchInterrupted(f"stopped after {chunks_done} chunks at index {pos}")
     elapsed = time.perf_counter() - t0
     result = finalize(acc, cfg, angles, offsets, box, fingerprint,
-                      timings={"seconds": elapsed, "resumed_from": start,
-                               "batch_size": batch, "device": str(device)})
+                      timings={"seconds": earlier + elapsed, "seconds_this_run": elapsed,
+                               "resumed_from": start, "batch_size": batch,
+                               "device": str(device), "threads": torch.get_num_threads()})
+    result.metadata["threads"] = torch.get_num_threads()
+    result.metadata["orientations"] = None if cfg.orientations is None else str(
+        cfg.orientations)
     result.save(out)
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return result
 
 
 def search_grid(cfg: SearchConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The orientation grid (N, 3) and defocus offsets (N_def,) of a search, float64.
+    """The orientations (N, 3) and defocus offsets (N_def,) of a search, float64.
+
+    The orientations are ``cfg.orientations`` (an explicit list, see
+    :func:`~difftm.geometry.grids.read_orientations`) when given, else the grid of
+    ``out_of_plane_step``, ``in_plane_step`` and ``symmetry``.
 
     Raises:
-        ValueError: the orientation grid is empty.
+        ValueError: the orientation grid is empty, or the orientation file is unreadable.
     """
+    if cfg.orientations is not None:
+        return (read_orientations(cfg.orientations),
+                torch.tensor(cfg.defocus_offsets(), dtype=torch.float64))
     angles = orientation_grid(cfg.out_of_plane_step, cfg.in_plane_step, cfg.symmetry)
     if angles.shape[0] == 0:
         raise ValueError("the orientation grid is empty: check the steps and symmetry")
@@ -251,7 +304,8 @@ def build_correlator(
                                   outlier_sigma=cfg.outlier_sigma, whiten=cfg.whiten)
     vol = torch.as_tensor(volume, dtype=torch.float32, device=device)
     projector = FourierSliceProjector(vol, oversampling=cfg.projector_oversampling,
-                                      device=device)
+                                      device=device,
+                                      gridding_correction=cfg.gridding_correction)
     filt = template_filter(prepared, vol.shape[0], cfg.highpass, cfg.lowpass)
     rotations = euler_to_matrix(angles.to(torch.float64)).to(torch.float32)
     ctf_params = dict(

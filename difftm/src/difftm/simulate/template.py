@@ -1,8 +1,10 @@
 """3D templates for 2D template matching: potential of an atomic model, exposure-weighted and
 filtered by the detector MTF.
 
-The template is the electrostatic potential (Volts, mean per voxel) of the model, centred on
-its centre of mass at voxel ``box//2``, multiplied in 3D Fourier space by radial filters:
+The template is the electrostatic potential (Volts, mean per voxel) of the model with a chosen
+model point at voxel ``box//2`` (:func:`resolve_centre`: the centre of mass by default, the
+model's own frame for models aligned to a map, or any point), multiplied in 3D Fourier space
+by radial filters:
 
 * the average exposure (radiation-damage) attenuation over a total fluence
   (:func:`difftm.physics.dose.dose_filter`), when ``fluence`` is given;
@@ -11,12 +13,19 @@ its centre of mass at voxel ``box//2``, multiplied in 3D Fourier space by radial
 
 Radial filters commute with projection (a central slice of a radial 3D filter is the same
 radial 2D filter), so filtering the volume once equals filtering every projection.
+
+Template frame: a search reports particle positions at the template's centre voxel
+``box//2``, so the model point placed there is what a particle coordinate refers to.
+:func:`write_template` records it in the MRC header as the origin (the model coordinate of
+voxel 0, ``centre - box//2 * pixel_size``, the convention ChimeraX and most programs read,
+so the template opens on top of the model) and in a header label; :func:`read_template_centre`
+reads it back.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +37,75 @@ from difftm.physics.dose import dose_filter
 from difftm.physics.mtf import DetectorMtf, get_mtf, mtf_at_frequencies
 from difftm.physics.potential import simulate_potential
 
+#: Header label prefix with which :func:`write_template` records the template centre.
+CENTRE_LABEL = "difftm centre"
 
-def suggest_box(atoms: Atoms, pixel_size: float, margin: float = 0.15) -> int:
+
+def parse_centre(text: str) -> str | tuple[float, float, float]:
+    """Parse a ``--center`` value: ``com``, ``box`` or ``X,Y,Z`` (Angstrom, model frame).
+
+    Raises:
+        ValueError: anything else (one line).
+    """
+    value = text.strip().lower()
+    if value in ("com", "box"):
+        return value
+    parts = value.replace(";", ",").split(",")
+    try:
+        xyz = tuple(float(p) for p in parts)
+    except ValueError:
+        xyz = ()
+    if len(xyz) != 3 or not all(math.isfinite(v) for v in xyz):
+        raise ValueError(f"--center must be com, box or X,Y,Z in Angstrom, got {text!r}")
+    return xyz  # type: ignore[return-value]
+
+
+def resolve_centre(
+    atoms: Atoms,
+    centre: str | Sequence[float] | None,
+    pixel_size: float,
+    box: int | None,
+) -> np.ndarray:
+    """The model point ``[x, y, z]`` (A) that goes to the template's centre voxel ``box//2``.
+
+    Args:
+        atoms: the model.
+        centre: ``"com"``/None (centre of mass), ``"box"`` (keep the model's frame: model
+            coordinate 0 at voxel 0, as for a model fitted into a map of this box and pixel
+            size; needs ``box``) or three coordinates in A.
+        pixel_size: voxel size, A.
+        box: edge of the volume in voxels (None only for ``com`` and explicit points).
+
+    Raises:
+        ValueError: ``box`` mode without a box, or a malformed centre.
+    """
+    if centre is None or (isinstance(centre, str) and centre.lower() == "com"):
+        return centre_of_mass(atoms)
+    if isinstance(centre, str):
+        if centre.lower() != "box":
+            parsed = parse_centre(centre)
+            return resolve_centre(atoms, parsed, pixel_size, box)
+        if box is None:
+            raise ValueError("--center box keeps the model's frame (model origin at voxel 0): "
+                             "give --box, the box of the map the model is fitted into")
+        return np.full(3, (box // 2) * float(pixel_size))
+    xyz = np.asarray(centre, dtype=np.float64).reshape(-1)
+    if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
+        raise ValueError(f"the template centre must be three finite coordinates, got {centre!r}")
+    return xyz
+
+
+def suggest_box(atoms: Atoms, pixel_size: float, margin: float = 0.15,
+                centre: Sequence[float] | None = None) -> int:
     """Smallest even box (voxels) holding the model with a relative ``margin`` on each side.
 
-    The box spans ``2 * max|r - centre of mass| * (1 + margin)`` plus two voxels, rounded up
-    to an even number.
+    The box spans ``2 * max|r - centre| * (1 + margin)`` plus two voxels, rounded up to an
+    even number; ``centre`` (A) defaults to the centre of mass.
     """
     if pixel_size <= 0:
         raise ValueError(f"pixel size must be positive (A), got {pixel_size}")
-    radius = float(np.abs(atoms.positions_angstrom - centre_of_mass(atoms)).max())
+    c = centre_of_mass(atoms) if centre is None else np.asarray(centre, dtype=np.float64)
+    radius = float(np.abs(atoms.positions_angstrom - c).max())
     n = math.ceil(2 * radius * (1 + margin) / pixel_size) + 2
     return n + (n % 2)
 
@@ -83,6 +151,7 @@ def simulate_template(
     keep_ligands: bool = False,
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
+    centre: str | Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Simulate a 3D template from an atomic model.
 
@@ -99,20 +168,23 @@ def simulate_template(
         keep_ligands: when ``model`` is a path, keep ligands (waters are never kept).
         dtype: of the result.
         progress: ``progress(atoms_done, atoms_total)`` callback.
+        centre: model point placed at voxel ``box//2``: ``"com"``/None (centre of mass),
+            ``"box"`` (the model's own frame) or ``[x, y, z]`` in A (:func:`resolve_centre`).
 
     Returns:
-        ``(box, box, box)`` volume ``[z, y, x]`` in Volts, centre of mass at voxel ``box//2``.
+        ``(box, box, box)`` volume ``[z, y, x]`` in Volts, ``centre`` at voxel ``box//2``.
     """
     atoms = model if isinstance(model, Atoms) else load_model(model, keep_ligands=keep_ligands)
+    point = resolve_centre(atoms, centre, pixel_size, box)
     if box is None:
-        box = suggest_box(atoms, pixel_size)
+        box = suggest_box(atoms, pixel_size, centre=point)
     # validate the cheap filter parameters before the expensive simulation
     curve = get_mtf(mtf)
     if fluence is not None:
         dose_filter(torch.zeros(1), fluence, voltage_kv=voltage_kv)
     volume = simulate_potential(
         atoms, pixel_size, box, b_factor_scale=b_factor_scale, b_factor_add=b_factor_add,
-        device=device, dtype=dtype, progress=progress,
+        device=device, dtype=dtype, progress=progress, centre=point,
     )
     filt = template_filter(box, pixel_size, fluence, curve, voltage_kv, volume.device, dtype)
     if filt is None:
@@ -120,3 +192,57 @@ def simulate_template(
     spectrum = torch.fft.rfftn(volume)
     spectrum *= filt
     return torch.fft.irfftn(spectrum, s=volume.shape)
+
+
+def write_template(
+    path: str | Path,
+    volume,
+    pixel_size: float,
+    centre: Sequence[float],
+    overwrite: bool = False,
+    note: str = "",
+) -> Path:
+    """Write a template MRC that records its centre (atomically).
+
+    The header origin is the model coordinate of voxel 0, ``centre - box//2 * pixel_size``
+    (A, x y z), and a label reads ``difftm centre X Y Z A at voxel N`` (plus ``note``).
+
+    Args:
+        path: output file.
+        volume: ``(D, D, D)`` volume.
+        pixel_size: voxel size, A.
+        centre: model point ``[x, y, z]`` (A) at voxel ``D//2``.
+        overwrite: replace an existing file.
+        note: appended to the label (e.g. ``com``).
+
+    Returns:
+        The path written.
+    """
+    import mrcfile
+
+    from difftm.io.atomic import atomic_output
+    from difftm.io.mrc import write_mrc
+
+    box = int(volume.shape[0])
+    c = np.asarray(centre, dtype=np.float64).reshape(3)
+    origin = c - (box // 2) * float(pixel_size)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        write_mrc(tmp, volume, pixel_size, overwrite=True)
+        with mrcfile.open(tmp, mode="r+") as mrc:
+            mrc.header.origin = tuple(float(v) for v in origin)
+            label = f"{CENTRE_LABEL} {c[0]:.3f} {c[1]:.3f} {c[2]:.3f} A at voxel {box // 2}"
+            mrc.add_label((label + (f" ({note})" if note else ""))[:80])
+    return Path(path)
+
+
+def read_template_centre(path: str | Path) -> np.ndarray:
+    """The model point ``[x, y, z]`` (A) at the centre voxel of a template, from its header
+    origin (``origin + box//2 * pixel_size``; see :func:`write_template`)."""
+    import mrcfile
+
+    with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+        h = mrc.header
+        origin = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
+        box = int(h.nx)
+        px = float(mrc.voxel_size.x)
+    return origin + (box // 2) * px
