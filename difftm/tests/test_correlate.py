@@ -10,22 +10,26 @@ from difftm.search.engine import build_correlator
 from search_helpers import blob_volume, white_noise
 
 
-def _correlator(image, volume, tmp_path, steps=(30.0, 30.0), offsets=(0.0,), whiten=True):
+def _correlator(image, volume, tmp_path, steps=(30.0, 30.0), offsets=(0.0,), whiten=True,
+                padding="auto"):
     from difftm.geometry.grids import orientation_grid
 
     cfg = SearchConfig(micrograph=tmp_path / "m.mrc", template=tmp_path / "t.mrc",
                        output=tmp_path / "out", pixel_size=2.0, defocus_u=8000.0,
-                       whiten=whiten)
+                       whiten=whiten, template_padding=padding)
     angles = orientation_grid(*steps)
     return build_correlator(cfg, image, volume, angles,
                             torch.tensor(offsets, dtype=torch.float64), torch.device("cpu"))
 
 
-def test_cc_matches_brute_force_correlation_with_centre_convention(tmp_path):
-    h, w, d = 40, 46, 12
+@pytest.mark.parametrize("padding", ["none", "auto"])
+def test_cc_matches_brute_force_correlation_with_centre_convention(tmp_path, padding):
+    h, w = 40, 46
     image = white_noise((h, w), seed=3)
-    vol = blob_volume(d, seed=1)
-    corr = _correlator(image, vol, tmp_path, whiten=False)
+    vol = blob_volume(12, seed=1)
+    corr = _correlator(image, vol, tmp_path, whiten=False, padding=padding)
+    d = corr.template_size  # the correlated (padded) template box
+    assert d == (12 if padding == "none" else 40)  # auto: capped by the 40 px micrograph
     t = torch.as_tensor(np.random.default_rng(5).standard_normal((1, d, d)), dtype=torch.float32)
     cc = corr.correlate_templates(t)[0].double().numpy()  # default (CPU: transposed) layout
     corr.set_layout("standard")
@@ -47,16 +51,18 @@ def test_cc_matches_brute_force_correlation_with_centre_convention(tmp_path):
 
 
 def test_template_is_normalised_and_found_at_its_centre(tmp_path):
-    h, w, d = 96, 110, 24
-    vol = blob_volume(d, seed=2)
+    h, w = 96, 110
+    vol = blob_volume(24, seed=2)
     corr = _correlator(white_noise((h, w), seed=4), vol, tmp_path)
     idx = torch.tensor([5])
     t = corr.templates(idx)[0].double().numpy()
+    d = corr.template_size
+    assert d > 24  # CTF-filtered in a padded box
     n = h * w
     assert abs((t**2).sum() - t.sum() ** 2 / n - 1.0) < 1e-5
     # plant the template into an otherwise empty image: the peak sits at the centre pixel
     image = np.zeros((h, w), dtype=np.float32)
-    y0, x0 = 40, 61
+    y0, x0 = 48, 55
     image[y0 - d // 2 : y0 - d // 2 + d, x0 - d // 2 : x0 - d // 2 + d] = t
     corr2 = _correlator(image, vol, tmp_path, whiten=False)
     cc = corr2.correlate(idx)[0].numpy()

@@ -64,11 +64,16 @@ def _search(
         "--gridding-correction/--no-gridding-correction",
         help="Divide the template by the sinc^2 kernel of trilinear interpolation before "
              "projecting [on] (docs/ARCHITECTURE.md).")] = None,
+    template_padding: Annotated[str | None, typer.Option(
+        help="Box in which templates are CTF-filtered: auto (template box + 2 x the CTF "
+             "delocalisation at the searched defocus and band limit, a fast FFT size), none "
+             "(the template box itself, as other 2DTM tools: the CTF fringes wrap around and "
+             "the SNR drops at high defocus and fine pixels) or an edge in pixels [auto].")] = None,
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or cuda:N [auto].")] = None,
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads of torch [physical cores, or $DIFFTM_THREADS / $OMP_NUM_THREADS; "
-             "1 per Dask worker]. On a machine shared with other busy jobs use 1.")] = None,
+        help="CPU threads of torch [$DIFFTM_THREADS or $OMP_NUM_THREADS, else the physical "
+             "cores not busy with other processes at the start; 1 per Dask worker].")] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Correlations per batch [planned from free memory].")] = None,
     chunk_batches: Annotated[int | None, typer.Option(
@@ -103,7 +108,8 @@ def _search(
         n_workers=n_workers, n_parts=n_parts,
     )
     overrides.update(orientations=orientations, projector_oversampling=projector_oversampling,
-                     gridding_correction=gridding_correction, threads=threads)
+                     gridding_correction=gridding_correction, threads=threads,
+                     template_padding=template_padding)
     cfg = load_config(config, overrides)
     for path in (cfg.micrograph, cfg.template):
         if not path.is_file():

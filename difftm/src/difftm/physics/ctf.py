@@ -96,6 +96,32 @@ def ctf_from_frequencies(
     return ctf * torch.exp(-0.25 * bf * k2)
 
 
+def delocalisation_distance(
+    defocus: float, voltage_kv: float, cs_mm: float, k_max: float
+) -> float:
+    """How far (A) the CTF moves signal of frequencies up to ``k_max`` (1/A) from its origin.
+
+    The point-spread function of the CTF at frequency ``k`` is displaced by the gradient of
+    the phase, ``d chi / (2 pi dk) = lambda * df * k - Cs * lambda^3 * k^3`` (A); its largest
+    magnitude over ``[0, k_max]`` is bounded by ``lambda |df| k_max + Cs lambda^3 k_max^3``,
+    the bound used here (``Cs`` in A). At 300 kV, 15,000 A and Nyquist of 1 A/px this is
+    ~174 A: a template filtered by such a CTF needs that margin on every side of its box.
+
+    Args:
+        defocus: the largest defocus magnitude in A (positive or negative).
+        voltage_kv: accelerating voltage in kV.
+        cs_mm: spherical aberration in mm.
+        k_max: highest spatial frequency carried, 1/A (e.g. Nyquist ``0.5 / pixel_size`` or
+            the low-pass limit).
+
+    Returns:
+        Distance in Angstrom (>= 0).
+    """
+    lam = electron_wavelength(voltage_kv)
+    k = abs(float(k_max))
+    return lam * abs(float(defocus)) * k + abs(float(cs_mm)) * 1e7 * lam**3 * k**3
+
+
 def ctf_2d(
     shape: tuple[int, int],
     pixel_size: float,

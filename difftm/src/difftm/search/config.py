@@ -54,7 +54,12 @@ class SearchConfig(BaseModel):
         None, description="Explicit orientations (text/CSV rot tilt psi, or STAR) instead of "
                           "the grid of out_of_plane_step, in_plane_step and symmetry.")
     threads: int | None = Field(
-        None, ge=1, description="CPU threads of torch (default: physical cores, difftm.threads).")
+        None, ge=1, description="CPU threads of torch (default: free physical cores; see "
+                                "difftm.threads).")
+    template_padding: str = Field(
+        "auto", description="Box in which templates are CTF-filtered: auto (template box + 2 x "
+        "the CTF delocalisation), none (the template box, as other 2DTM tools) or an edge in "
+        "pixels.")
     overwrite: bool = Field(False, description="Replace another run's results in --output.")
     scheduler: str | None = Field(
         None, description="Dask: 'local' (LocalCluster) or a scheduler address; None = "
@@ -66,6 +71,14 @@ class SearchConfig(BaseModel):
     @classmethod
     def _symmetry_upper(cls, v: str) -> str:
         return v.strip().upper()
+
+    @field_validator("template_padding", mode="before")
+    @classmethod
+    def _padding_ok(cls, v: Any) -> str:
+        text = str(v).strip().lower()
+        if text in ("auto", "none") or (text.isdigit() and int(text) > 0):
+            return text
+        raise ValueError(f"must be auto, none or a size in pixels, got {v!r}")
 
     @field_validator("device")
     @classmethod

@@ -7,6 +7,14 @@ so that zero-padded to the micrograph it has zero mean and unit L2 norm. The cor
 ``CC = irfft2(conj(T_pad) * I)`` has unit variance under (whitened) noise and is indexed by
 the pixel of the template centre.
 
+Template padding: the CTF delocalises a projection's signal by up to
+``lambda |df| k_max + Cs lambda^3 k_max^3`` (:func:`difftm.physics.ctf.delocalisation_distance`;
+~170 px at 1 A/px and 15,000 A). Filtering by the CTF inside the D x D box would wrap those
+fringes around and lose matched-filter SNR, so the projection is first zero-padded to a fast
+FFT size ``P >= D + 2 x delocalisation`` (:func:`padded_template_size`) and the CTF, whitening
+and band-pass are applied there; the edge mean and the unit norm are taken over the P x P
+template. With ``P == D`` (``padding="none"``) the slice is filtered directly, as before.
+
 The padded forward FFT is pruned: ``rfft`` along x runs on the D non-zero rows only, then a
 length-H FFT along y on W//2+1 columns; the wrap that puts the template centre at the origin
 is a phase ramp folded once into the image spectrum instead of into every template.
@@ -14,11 +22,73 @@ is a phase ramp folded once into the image spectrum instead of into every templa
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from difftm.fourier.padding import is_fast_size, next_fast_size, pad_to
 from difftm.fourier.projector import FourierSliceProjector
-from difftm.physics.ctf import ctf_2d
+from difftm.physics.ctf import ctf_2d, delocalisation_distance
 from difftm.search.preprocess import PreparedMicrograph
+
+
+def padded_template_size(
+    padding: str | int,
+    box: int,
+    shape: tuple[int, int],
+    pixel_size: float,
+    max_defocus: float,
+    voltage_kv: float,
+    cs_mm: float,
+    lowpass_angstrom: float | None = None,
+) -> int:
+    """Edge P (pixels) of the box in which templates are CTF-filtered.
+
+    Args:
+        padding: ``"auto"`` (``D + 2 x`` the CTF delocalisation of the highest frequency
+            searched, rounded up to a fast FFT size), ``"none"`` (``P = D``, the peers'
+            behaviour) or an explicit edge in pixels (``>= D``).
+        box: template box D.
+        shape: micrograph (H, W); P never exceeds ``min(H, W)`` (beyond that the correlation
+            wraps around the micrograph anyway).
+        pixel_size: Angstrom per pixel.
+        max_defocus: largest |defocus| searched, Angstrom (micrograph defocus plus range).
+        voltage_kv, cs_mm: microscope.
+        lowpass_angstrom: search low-pass (limits the frequencies, hence the delocalisation).
+
+    Returns:
+        P with ``D <= P <= min(H, W)``.
+
+    Raises:
+        ValueError: an unknown mode or an explicit size smaller than the box.
+    """
+    limit = min(int(shape[0]), int(shape[1]))
+    if isinstance(padding, str):
+        mode = padding.strip().lower()
+        if mode == "none":
+            return box
+        if mode.isdigit():
+            padding = int(mode)
+        elif mode != "auto":
+            raise ValueError(f"template padding must be auto, none or a size in pixels, "
+                             f"got {padding!r}")
+    if not isinstance(padding, str):
+        size = int(padding)
+        if size < box:
+            raise ValueError(f"template padding {size} px is smaller than the template box "
+                             f"{box} px")
+        return max(box, min(size, limit))
+    k_max = 0.5 / pixel_size
+    if lowpass_angstrom is not None:
+        k_max = min(k_max, 1.0 / lowpass_angstrom)
+    margin = delocalisation_distance(max_defocus, voltage_kv, cs_mm, k_max) / pixel_size
+    want = next_fast_size(box + 2 * int(math.ceil(margin)))
+    if want <= limit:
+        return want
+    fits = limit
+    while fits > box and not is_fast_size(fits):
+        fits -= 1
+    return max(box, fits)
 
 
 class Correlator:
@@ -29,7 +99,8 @@ class Correlator:
         projector: Fourier-slice projector of the template volume (box D).
         rotations: (N_orient, 3, 3) rotation matrices of the search grid.
         defocus_offsets: (N_def,) defocus offsets in Angstrom added to U and V.
-        template_filter: (D, D//2+1) real filter (whitening x band-pass) on the template grid.
+        template_filter: (P, P//2+1) real filter (whitening x band-pass) on the grid of the
+            padded template box P >= D (:func:`padded_template_size`; P = D: no padding).
         ctf_params: keyword arguments of :func:`difftm.physics.ctf.ctf_2d` other than the
             shape, pixel size and defocus U/V (voltage_kv, cs_mm, amplitude_contrast,
             defocus_angle, phase_shift_deg).
@@ -51,22 +122,29 @@ class Correlator:
         self.projector = projector
         self.rotations = rotations.to(self.device, torch.float32)
         self.n_defocus = int(defocus_offsets.numel())
-        self.box = int(template_filter.shape[0])
+        #: box D of the projections (the particle's extent; sets the excluded border)
+        self.box = int(projector.size)
+        #: box P in which templates are CTF-filtered and correlated (P >= D)
+        self.template_size = int(template_filter.shape[0])
         h, w = prepared.shape
         self.shape = (h, w)
-        d = self.box
-        if d > h or d > w:
-            raise ValueError(f"micrograph {h}x{w} px is smaller than the template box {d} px")
+        d = self.template_size
+        if self.box > h or self.box > w:
+            raise ValueError(
+                f"micrograph {h}x{w} px is smaller than the template box {self.box} px")
+        if d < self.box or d > min(h, w):
+            raise ValueError(f"padded template box {d} px must lie between the template box "
+                             f"{self.box} px and the micrograph size {min(h, w)} px")
         offsets = defocus_offsets.to(self.device, torch.float32)
         ctf = ctf_2d(
             (d, d), prepared.pixel_size, defocus_u + offsets, defocus_v + offsets,
             device=self.device, dtype=torch.float32, **ctf_params,
         )
-        # (N_def, D, D//2+1): everything that multiplies the projection
+        # (N_def, P, P//2+1): everything that multiplies the projection
         self.filters = (ctf * template_filter.to(self.device)).to(torch.float32)
         # Image spectrum with the centre wrap folded in: template placed at the top-left
         # corner gives CC at the template origin; multiplying I by exp(-2 pi i k c) moves it
-        # to the template centre c = (D//2, D//2).
+        # to the template centre c = (P//2, P//2).
         c = d // 2
         ky = torch.fft.fftfreq(h, device=self.device, dtype=torch.float64)
         kx = torch.fft.rfftfreq(w, device=self.device, dtype=torch.float64)
@@ -79,7 +157,7 @@ class Correlator:
         # transforms on contiguous rows plus one transpose), so the spectrum is kept
         # transposed (W//2+1, H) and the template is flipped in its box instead of
         # conjugating its spectrum: for real t, flip_box(t) has FFT conj(T) times
-        # exp(-2 pi i k (D-1)), a phase folded into the image once (saves a full pass).
+        # exp(-2 pi i k (P-1)), a phase folded into the image once (saves a full pass).
         self.layout = "standard" if self.device.type == "cuda" else "transposed"
         if self.layout == "standard":
             self.image = image.to(torch.complex64)
@@ -92,15 +170,18 @@ class Correlator:
         return int(self.rotations.shape[0]) * self.n_defocus
 
     def templates(self, indices: torch.Tensor) -> torch.Tensor:
-        """Real-space normalised templates (B, D, D) for flat search indices (B,)."""
+        """Real-space normalised templates (B, P, P) for flat search indices (B,)."""
         idx = indices.to(self.device)
         orient = torch.div(idx, self.n_defocus, rounding_mode="floor")
         plane = idx - orient * self.n_defocus
         uniq, inverse = torch.unique(orient, sorted=True, return_inverse=True)
         slices = self.projector.project(self.rotations[uniq])  # (U, D, D//2+1)
+        d = self.template_size
+        if d != self.box:  # projection centred in the padded box, then its spectrum there
+            proj = torch.fft.irfft2(slices, s=(self.box, self.box))
+            slices = torch.fft.rfft2(pad_to(proj, (d, d)))
         spec = slices[inverse] * self.filters[plane]
-        t = torch.fft.irfft2(spec, s=(self.box, self.box))
-        d = self.box
+        t = torch.fft.irfft2(spec, s=(d, d))
         edge_sum = (t[:, 0, :].sum(1) + t[:, -1, :].sum(1) + t[:, 1:-1, 0].sum(1)
                     + t[:, 1:-1, -1].sum(1))
         t = t - (edge_sum / (4 * d - 4))[:, None, None]
@@ -112,10 +193,10 @@ class Correlator:
         return t / norm[:, None, None]
 
     def _flip_phase(self) -> torch.Tensor:
-        """exp(2 pi i k (D-1)) on the (H, W//2+1) grid: turns the spectrum of a box-flipped
+        """exp(2 pi i k (P-1)) on the (H, W//2+1) grid: turns the spectrum of a box-flipped
         template into the conjugate spectrum of the template (transposed layout)."""
         h, w = self.shape
-        d = self.box
+        d = self.template_size
         ky = torch.fft.fftfreq(h, device=self.device, dtype=torch.float64)
         kx = torch.fft.rfftfreq(w, device=self.device, dtype=torch.float64)
         return torch.exp(2j * torch.pi * (ky[:, None] * (d - 1) + kx[None, :] * (d - 1)))
@@ -135,15 +216,15 @@ class Correlator:
         self.layout = layout
 
     def correlate_templates(self, t: torch.Tensor) -> torch.Tensor:
-        """Correlation maps (B, H, W) of real templates (B, D, D) with the micrograph."""
+        """Correlation maps (B, H, W) of real templates (B, P, P) with the micrograph."""
         h, w = self.shape
         if self.layout == "standard":
-            rows = torch.fft.rfft(t, n=w, dim=-1)  # pruned: D rows only
-            spec = torch.fft.fft(rows, n=h, dim=-2)  # zero rows D..H-1 implied
+            rows = torch.fft.rfft(t, n=w, dim=-1)  # pruned: P rows only
+            spec = torch.fft.fft(rows, n=h, dim=-2)  # zero rows P..H-1 implied
             spec = torch.conj_physical(spec).mul_(self.image)
             return torch.fft.irfft2(spec, s=(h, w))
-        rows = torch.fft.rfft(t.flip(-1, -2), n=w, dim=-1)  # pruned: D rows, (B, D, W/2+1)
-        cols = rows.transpose(-1, -2).contiguous()  # (B, W/2+1, D), small
+        rows = torch.fft.rfft(t.flip(-1, -2), n=w, dim=-1)  # pruned: P rows, (B, P, W/2+1)
+        cols = rows.transpose(-1, -2).contiguous()  # (B, W/2+1, P), small
         spec = torch.fft.fft(cols, n=h, dim=-1).mul_(self.image)  # (B, W/2+1, H)
         spec = torch.fft.ifft(spec, dim=-1).transpose(-1, -2).contiguous()  # (B, H, W/2+1)
         return torch.fft.irfft(spec, n=w, dim=-1)

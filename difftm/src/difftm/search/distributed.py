@@ -86,7 +86,13 @@ def run_search_distributed(
         The finished result, also written to ``cfg.output`` like :func:`run_search`.
     """
     from difftm.search.device import plan_batch_size, resolve_device
-    from difftm.search.engine import _load_inputs, finalize, prepare_output, search_grid
+    from difftm.search.engine import (
+        _load_inputs,
+        finalize,
+        prepare_output,
+        search_grid,
+        template_size,
+    )
 
     cfg = resolve_pixel_size(cfg)
     fingerprint = cfg.fingerprint()
@@ -99,7 +105,8 @@ def run_search_distributed(
     n_search = int(angles.shape[0]) * int(offsets.numel())
     box = int(volume.shape[0])
     device = resolve_device(cfg.device)
-    batch = cfg.batch_size or plan_batch_size(image.shape, box, device)
+    padded = template_size(cfg, box, image.shape, offsets)
+    batch = cfg.batch_size or plan_batch_size(image.shape, padded, device)
     n_gpu = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_workers is None:
         n_workers = max(1, n_gpu or (available_cores() // 2) or 1)
@@ -141,7 +148,7 @@ def run_search_distributed(
         with np.load(_part_path(out, k, fingerprint)) as data:
             acc.merge(Accumulator.from_numpy({n: data[n] for n in data.files}))
             part_seconds += float(data["seconds"]) if "seconds" in data.files else 0.0
-    result = finalize(acc, cfg, angles, offsets, box, fingerprint,
+    result = finalize(acc, cfg, angles, offsets, box, fingerprint, template_size=padded,
                       timings={"seconds": part_seconds,
                                "seconds_this_run": time.perf_counter() - t0,
                                "parts": len(ranges), "parts_this_run": len(todo),

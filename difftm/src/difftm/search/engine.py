@@ -199,7 +199,8 @@ def run_search(
     correlator = build_correlator(cfg, image, volume, angles, offsets, device)
     n_search = correlator.n_search
     box = correlator.box
-    batch = cfg.batch_size or plan_batch_size(correlator.shape, box, device)
+    batch = cfg.batch_size or plan_batch_size(correlator.shape, correlator.template_size,
+                                              device)
     chunk_batches = cfg.chunk_batches or max(1, math.ceil(n_search / batch / 50))
     chunk = batch * chunk_batches
     plan = SearchPlan(int(angles.shape[0]), int(offsets.numel()), batch, chunk, device, box,
@@ -232,6 +233,7 @@ def run_search(
             raise SearchInterrupted(f"stopped after {chunks_done} chunks at index {pos}")
     elapsed = time.perf_counter() - t0
     result = finalize(acc, cfg, angles, offsets, box, fingerprint,
+                      template_size=correlator.template_size,
                       timings={"seconds": earlier + elapsed, "seconds_this_run": elapsed,
                                "resumed_from": start, "batch_size": batch,
                                "device": str(device), "threads": torch.get_num_threads()})
@@ -288,6 +290,18 @@ def correlate_range(
                 on_batch(b1)
 
 
+def template_size(
+    cfg: SearchConfig, box: int, shape: tuple[int, int], offsets: torch.Tensor
+) -> int:
+    """Edge of the box in which a search's templates are CTF-filtered and correlated."""
+    from difftm.search.correlate import padded_template_size
+
+    max_defocus = max(abs(cfg.defocus_u), abs(cfg.defocus_v_resolved)) + float(
+        offsets.abs().max())
+    return padded_template_size(cfg.template_padding, box, shape, cfg.pixel_size, max_defocus,
+                                cfg.voltage, cfg.cs, cfg.lowpass)
+
+
 def build_correlator(
     cfg: SearchConfig,
     image: np.ndarray,
@@ -306,7 +320,8 @@ def build_correlator(
     projector = FourierSliceProjector(vol, oversampling=cfg.projector_oversampling,
                                       device=device,
                                       gridding_correction=cfg.gridding_correction)
-    filt = template_filter(prepared, vol.shape[0], cfg.highpass, cfg.lowpass)
+    size = template_size(cfg, int(vol.shape[0]), prepared.shape, offsets)
+    filt = template_filter(prepared, size, cfg.highpass, cfg.lowpass)
     rotations = euler_to_matrix(angles.to(torch.float64)).to(torch.float32)
     ctf_params = dict(
         defocus_angle=cfg.defocus_angle, voltage_kv=cfg.voltage, cs_mm=cfg.cs,
@@ -324,6 +339,7 @@ def finalize(
     box: int,
     fingerprint: str,
     timings: dict | None = None,
+    template_size: int | None = None,
 ) -> SearchResult:
     """Turn an accumulator into SNR, flat-field SNR, mean, sigma, z-score and pose maps."""
     n_def = int(offsets.numel())
@@ -367,6 +383,7 @@ def finalize(
         "n_defocus": n_def,
         "defocus_offsets": [float(x) for x in offsets],
         "box": box,
+        "template_padded_box": int(template_size or box),
         "border_low": lo,
         "border_high": hi,
         "valid_pixels": n_valid,
