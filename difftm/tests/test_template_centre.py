@@ -76,6 +76,8 @@ def test_cli_center_box_keeps_coordinates_and_records_the_centre(tmp_path):
         labels = [bytes(lb).decode().strip() for lb in mrc.header.label[: mrc.header.nlabl]]
     assert any(lb.startswith("difftm centre 16.000 16.000 16.000 A at voxel 16") for lb in labels)
     np.testing.assert_allclose(read_template_centre(out), [16.0, 16.0, 16.0])
+    info = runner.invoke(app, ["info", str(out)], terminal_width=200)
+    assert info.exit_code == 0 and "16.000 16.000 16.000 A at voxel 16 (box)" in info.output
     # box mode needs the box of the map
     res = runner.invoke(app, ["simulate", "template", str(pdb), "--keep-ligands",
                               "--pixel-size", "1", "--center", "box", "-o",

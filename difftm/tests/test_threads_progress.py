@@ -13,7 +13,13 @@ from typer.testing import CliRunner
 from difftm.cli.main import app
 from difftm.cli.progress import PlainProgress, format_eta
 from difftm.io.mrc import write_mrc
-from difftm.threads import apply_threads, default_threads, physical_cores
+from difftm.threads import (
+    apply_threads,
+    available_cores,
+    default_threads,
+    idle_cpus,
+    physical_cores,
+)
 
 from search_helpers import blob_volume
 
@@ -34,8 +40,9 @@ def test_apply_threads_sets_torch_and_says_why(keep_threads, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert apply_threads(None) == (2, "OMP_NUM_THREADS") and torch.get_num_threads() == 2
     monkeypatch.delenv("OMP_NUM_THREADS")
-    n, reason = default_threads()
-    assert n >= 1 and reason == "physical cores"
+    assert default_threads(idle=False) == (available_cores(), "physical cores")
+    n, _ = default_threads()
+    assert 1 <= n <= available_cores()
     for bad in (0, -2, 1.5):
         with pytest.raises(ValueError, match="--threads"):
             apply_threads(bad)
@@ -51,6 +58,29 @@ def test_physical_cores_counts_cores_not_hyperthreads(tmp_path):
     assert physical_cores([0, 1, 2, 3], sysfs=tmp_path) == 2
     assert physical_cores([0, 2], sysfs=tmp_path) == 1
     assert physical_cores([0, 7], sysfs=tmp_path) == 2  # unreadable: count logical CPUs
+
+
+def test_default_leaves_out_cores_busy_with_other_processes(tmp_path, monkeypatch):
+    import difftm.threads as th
+
+    monkeypatch.setattr(th, "available_cores", lambda: 4)
+    monkeypatch.setattr(th, "_allowed_cpus", lambda: [0, 1, 2, 3])
+    assert default_threads(idle=4.0) == (4, "physical cores")
+    assert default_threads(idle=2.2) == (2, "4 physical cores, 2 busy with other processes")
+    assert default_threads(idle=0.1) == (1, "4 physical cores, 3 busy with other processes")
+    assert default_threads(idle=None) == (4, "physical cores")  # /proc/stat unreadable
+    # the idle CPUs come from two /proc/stat samples
+    stat = tmp_path / "stat"
+    samples = iter([
+        "cpu  1 1 1 1 1 1 1 1\ncpu0 100 0 0 900 0 0 0 0\ncpu1 100 0 0 900 0 0 0 0\n",
+        # cpu0 fully busy, cpu1 idle for 100 jiffies
+        "cpu  1 1 1 1 1 1 1 1\ncpu0 200 0 0 900 0 0 0 0\ncpu1 100 0 0 1000 0 0 0 0\n",
+    ])
+    stat.write_text(next(samples))
+    idle = idle_cpus([0, 1], interval=0.0, stat=stat,
+                     sleep=lambda s: stat.write_text(next(samples)))
+    assert idle == pytest.approx(1.0)
+    assert idle_cpus([0, 1], stat=tmp_path / "missing") is None
 
 
 def test_plain_progress_prints_every_step_or_interval():

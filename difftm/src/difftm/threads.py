@@ -13,12 +13,15 @@ thread (13.4 vs 0.89 ms CPU per orientation; docs/BENCHMARKS.md). The default he
 2. otherwise the *physical* cores this process may use (CPU affinity, e.g. from SLURM or
    ``taskset``, intersected with one logical CPU per physical core, and capped by a cgroup
    CPU quota such as ``docker --cpus``): hyper-threads do not speed up FFTs;
+3. minus the cores that other processes keep busy right now: the idle time of those CPUs
+   is sampled from ``/proc/stat`` over 0.2 s when the command starts (at least one thread).
 
-That default suits a machine the job has to itself (a workstation, a SLURM allocation, a
-GPU node). On a machine shared with other busy processes, pass ``--threads 1`` (or the
-cores that are really free): measured on a loaded 2-core container, one thread was several
-times faster than two. The default does not guess from the load average, which would
-starve the next job of a sequential batch (the previous job's load lingers for a minute).
+Why the third step: on a 2-core container where other jobs ran, two threads took 3.6-5.6x
+longer per orientation than one, while on the idle machine two threads gained only 1.37x
+(``benchmarks/threads.py``, docs/BENCHMARKS.md): oversubscribing costs far more than an
+idle core. The sample is instantaneous, not the load average, which would still count the
+previous job of a sequential batch for a minute. A busy machine can of course get busier
+after the start; pass ``--threads`` to fix the number.
 
 Dask workers each get one thread per worker (see :mod:`difftm.search.distributed`), so a
 local cluster of N workers uses N cores, not N x N.
@@ -31,6 +34,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["apply_threads", "available_cores", "default_threads", "physical_cores"]
@@ -89,6 +94,42 @@ def available_cores() -> int:
     return max(1, n)
 
 
+def _cpu_times(cpus: list[int], stat: Path) -> dict[int, tuple[int, int]]:
+    """``cpu -> (idle, total)`` jiffies of the logical ``cpus`` from ``/proc/stat``."""
+    wanted = {f"cpu{c}": c for c in cpus}
+    times = {}
+    for line in stat.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            times[wanted[fields[0]]] = (values[3] + values[4], sum(values))
+    return times
+
+
+def idle_cpus(
+    cpus: list[int] | None = None,
+    interval: float = 0.2,
+    stat: Path = Path("/proc/stat"),
+    sleep: Callable[[float], None] = time.sleep,
+) -> float | None:
+    """Idle logical CPUs among ``cpus`` (default: this process's), sampled over ``interval``
+    seconds from ``/proc/stat``; None where it cannot be read (not Linux)."""
+    cpus = _allowed_cpus() if cpus is None else cpus
+    try:
+        before = _cpu_times(cpus, stat)
+        sleep(interval)
+        after = _cpu_times(cpus, stat)
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = 0.0
+    for cpu, (idle1, total1) in after.items():
+        if cpu not in before:
+            return None
+        d_total = total1 - before[cpu][1]
+        idle += (idle1 - before[cpu][0]) / d_total if d_total > 0 else 1.0
+    return idle if after else None
+
+
 def _from_env() -> tuple[int, str] | None:
     for name in ENV_VARS:
         value = os.environ.get(name, "").strip()
@@ -97,16 +138,30 @@ def _from_env() -> tuple[int, str] | None:
     return None
 
 
-def default_threads() -> tuple[int, str]:
+def default_threads(idle: float | None | bool = True) -> tuple[int, str]:
     """The default thread count and where it came from (for messages and metadata).
 
+    Args:
+        idle: idle logical CPUs of this process's set (None: unknown), True to sample them
+            now (:func:`idle_cpus`), False to ignore other processes.
+
     Returns:
-        ``(threads, reason)``, e.g. ``(2, "physical cores")`` or ``(1, "OMP_NUM_THREADS")``.
+        ``(threads, reason)``, e.g. ``(2, "physical cores")``, ``(1, "2 physical cores, 1
+        busy")`` or ``(1, "OMP_NUM_THREADS")``.
     """
     env = _from_env()
     if env is not None:
         return env
-    return available_cores(), "physical cores"
+    cores = available_cores()
+    if idle is True:
+        idle = idle_cpus() if cores > 1 else None
+    if idle is None or idle is False:
+        return cores, "physical cores"
+    logical = max(1, len(_allowed_cpus()))
+    free = max(1, min(cores, int(math.floor(float(idle) * cores / logical + 0.5))))
+    if free < cores:
+        return free, f"{cores} physical cores, {cores - free} busy with other processes"
+    return cores, "physical cores"
 
 
 def apply_threads(threads: int | None) -> tuple[int, str]:

@@ -42,10 +42,12 @@ def file_kind(path: Path) -> str:
 def mrc_info(path: Path) -> dict:
     """Shape, pixel size, value statistics (float64) and header warnings of an MRC file."""
     from difftm.io.mrc import read_mrc
+    from difftm.simulate.template import template_centre_label
 
     image = read_mrc(path, allow_nonfinite=True)
     data = image.data
     finite = data[np.isfinite(data)].astype(np.float64)
+    centre = template_centre_label(path) if data.ndim == 3 else None
     return {
         "kind": "mrc",
         "path": str(path),
@@ -60,6 +62,7 @@ def mrc_info(path: Path) -> dict:
         "std": float(finite.std()) if finite.size else float("nan"),
         "sum": float(finite.sum()) if finite.size else float("nan"),
         "warnings": image.warnings,
+        "template_centre": centre,
     }
 
 
@@ -107,6 +110,8 @@ def _print_mrc(info: dict) -> None:
         ("min / max", f"{info['min']:.6g} / {info['max']:.6g}"),
         ("mean / std", f"{info['mean']:.6g} / {info['std']:.6g}"),
     ]
+    if info.get("template_centre"):
+        rows.append(("template centre", info["template_centre"].removeprefix("difftm centre ")))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

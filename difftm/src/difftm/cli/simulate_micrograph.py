@@ -58,8 +58,8 @@ def _micrograph(
     ] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads of torch [physical cores, or $DIFFTM_THREADS / "
-        "$OMP_NUM_THREADS].")] = None,
+        help="CPU threads of torch [$DIFFTM_THREADS or $OMP_NUM_THREADS, else the "
+        "physical cores not busy with other processes at the start].")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
 ) -> None:

@@ -51,8 +51,8 @@ def _template(
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA when available), cpu, or cuda[:N].")] = "auto",
     threads: Annotated[int | None, typer.Option(
-        "--threads", help="CPU threads of torch [physical cores, or $DIFFTM_THREADS / "
-        "$OMP_NUM_THREADS].")] = None,
+        "--threads", help="CPU threads of torch [$DIFFTM_THREADS or $OMP_NUM_THREADS, else the "
+        "physical cores not busy with other processes at the start].")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:

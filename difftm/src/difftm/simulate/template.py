@@ -246,3 +246,17 @@ def read_template_centre(path: str | Path) -> np.ndarray:
         box = int(h.nx)
         px = float(mrc.voxel_size.x)
     return origin + (box // 2) * px
+
+
+def template_centre_label(path: str | Path) -> str | None:
+    """The ``difftm centre ...`` label of a template written by :func:`write_template`, or
+    None when the file has none."""
+    import mrcfile
+
+    with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+        h = mrc.header
+        for raw in h.label[: int(h.nlabl)]:
+            text = bytes(raw).decode("ascii", errors="replace").strip()
+            if text.startswith(CENTRE_LABEL):
+                return text
+    return None
