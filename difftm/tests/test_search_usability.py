@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from difftm.cli.main import app
 from difftm.geometry.grids import orientation_grid, read_orientations, write_orientations
-from difftm.search.checkpoint import checkpoint_seconds
+from difftm.search.checkpoint import checkpoint_seconds, load_checkpoint
 from difftm.search.config import SearchConfig
 from difftm.search.engine import SearchInterrupted, resolve_pixel_size, run_search
 from difftm.search.results import load_results
@@ -190,12 +190,13 @@ def test_timings_of_a_resumed_search_cover_the_whole_search(tmp_path):
     mic, tpl = _inputs(tmp_path)
     cfg = _config(mic, tpl, tmp_path / "o", pixel_size=PX, batch_size=4, chunk_batches=2)
     with pytest.raises(SearchInterrupted):
-        run_search(cfg, stop_after_chunks=2)
+        run_search(cfg, stop_after_chunks=1)
     first = checkpoint_seconds(tmp_path / "o")
-    assert first > 0
+    _, next_index, _ = load_checkpoint(tmp_path / "o")
+    assert first > 0 and 0 < next_index
     res = run_search(cfg)
     t = res.metadata["timings"]
-    assert t["resumed_from"] == 16
+    assert t["resumed_from"] == next_index < res.metadata["n_search"]
     assert t["seconds"] == pytest.approx(first + t["seconds_this_run"])
     assert t["seconds"] > t["seconds_this_run"]
 
@@ -209,3 +210,32 @@ def test_help_shows_defaults_in_square_brackets():
         assert text in res.output, text
     res = runner.invoke(app, ["simulate", "template", "--help"])
     assert res.exit_code == 0 and "cuda[:N]" in res.output
+
+
+def test_timings_of_a_resumed_distributed_search_sum_all_parts(tmp_path, monkeypatch):
+    import difftm.search.distributed as dist
+
+    mic, tpl = _inputs(tmp_path)
+    cfg = _config(mic, tpl, tmp_path / "o", pixel_size=PX, batch_size=4)
+    calls = {"n": 0}
+    real = dist.search_part
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("worker died")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dist, "search_part", flaky)
+    with pytest.raises(RuntimeError):
+        dist.run_search_distributed(cfg, n_parts=4)
+    earlier = 0.0
+    for part in (tmp_path / "o" / dist.PARTS_DIR).glob("*.npz"):
+        with np.load(part) as data:
+            earlier += float(data["seconds"])
+    assert earlier > 0
+    res = dist.run_search_distributed(cfg, n_parts=4)
+    t = res.metadata["timings"]
+    assert t["parts_this_run"] == t["parts"] - 2
+    assert t["seconds"] > earlier  # the two parts of the crashed run are included
+    assert res.metadata["threads"] == torch.get_num_threads()

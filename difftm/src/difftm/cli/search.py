@@ -119,12 +119,12 @@ def _search(
 
     px_given = cfg.pixel_size is not None
     cfg = resolve_pixel_size(cfg)
-    if cfg.scheduler is None and cfg.n_parts is None:
+    if cfg.scheduler in (None, "none"):  # this process computes (whole search or parts)
         n_threads, reason = apply_threads(cfg.threads)
         cfg.threads = n_threads  # recorded in config.yaml and the results
         threads_note = f"{n_threads} CPU threads ({reason})"
     else:
-        threads_note = f"{cfg.threads or 1} CPU thread(s) per part"
+        threads_note = f"{cfg.threads or 1} CPU thread(s) per Dask worker"
     console.print(
         f"pixel size {cfg.pixel_size:g} A"
         + ("" if px_given else f" (from the header of {cfg.micrograph.name})")

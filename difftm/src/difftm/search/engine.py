@@ -314,6 +314,8 @@ def build_correlator(
     from difftm.fourier.projector import FourierSliceProjector
     from difftm.search.correlate import Correlator
 
+    if cfg.pixel_size is None:
+        raise ValueError("the pixel size is not known yet: resolve_pixel_size(cfg) first")
     prepared = prepare_micrograph(image, cfg.pixel_size, device=device,
                                   outlier_sigma=cfg.outlier_sigma, whiten=cfg.whiten)
     vol = torch.as_tensor(volume, dtype=torch.float32, device=device)
