@@ -106,3 +106,21 @@ def test_cli_default_and_explicit_centres_are_recorded(tmp_path):
     np.testing.assert_allclose(read_template_centre(point), [30.0, 28.0, 16.0], atol=1e-3)
     expected = simulate_template(atoms, 2.0, 40, centre=(30.0, 28.0, 16.0))
     torch.testing.assert_close(torch.from_numpy(read_mrc(point).data), expected)
+
+
+def test_search_records_the_template_centre(tmp_path):
+    from difftm.io.mrc import write_mrc
+    from difftm.search.config import SearchConfig
+    from difftm.search.engine import run_search
+    from difftm.simulate.template import write_template
+
+    from search_helpers import blob_volume, white_noise
+
+    write_mrc(tmp_path / "mic.mrc", white_noise((48, 48), 1), 2.0)
+    write_template(tmp_path / "tpl.mrc", blob_volume(16), 2.0, (1.0, -2.5, 30.0))
+    res = run_search(SearchConfig(
+        micrograph=tmp_path / "mic.mrc", template=tmp_path / "tpl.mrc", output=tmp_path / "o",
+        defocus_u=9000.0, defocus_range=0.0, out_of_plane_step=90.0, in_plane_step=120.0,
+        device="cpu"))
+    np.testing.assert_allclose(res.metadata["template_centre_angstrom"], [1.0, -2.5, 30.0],
+                               atol=1e-4)

@@ -26,7 +26,7 @@ import torch
 from difftm.search.accumulator import Accumulator
 from difftm.search.checkpoint import atomic_save
 from difftm.search.config import SearchConfig
-from difftm.search.engine import resolve_pixel_size
+from difftm.search.engine import resolve_pixel_size, run_metadata, write_config
 from difftm.search.results import BUNDLE_NAME, SearchResult, load_results
 from difftm.threads import available_cores
 
@@ -117,7 +117,7 @@ def run_search_distributed(
     per_part = max(batch, math.ceil(n_search / n_parts / batch) * batch)
     ranges = [(s, min(n_search, s + per_part)) for s in range(0, n_search, per_part)]
     (out / PARTS_DIR).mkdir(exist_ok=True)
-    (out / "config.yaml").write_text(cfg.to_yaml())
+    write_config(out, cfg)
     config = cfg.model_dump(mode="json")
 
     def device_for(k: int) -> str:
@@ -154,9 +154,7 @@ def run_search_distributed(
                                "parts": len(ranges), "parts_this_run": len(todo),
                                "scheduler": scheduler or "in-process", "batch_size": batch,
                                "threads_per_part": threads or torch.get_num_threads()})
-    result.metadata["threads"] = threads or torch.get_num_threads()
-    result.metadata["orientations"] = None if cfg.orientations is None else str(
-        cfg.orientations)
+    result.metadata.update(run_metadata(cfg, threads or torch.get_num_threads()))
     result.save(out)
     for k in range(len(ranges)):
         _part_path(out, k, fingerprint).unlink(missing_ok=True)

@@ -207,7 +207,7 @@ def run_search(
                       correlator.shape)
     if on_plan is not None:
         on_plan(plan)
-    (out / "config.yaml").write_text(cfg.to_yaml())
+    write_config(out, cfg)
 
     state = load_checkpoint(out)
     if state is not None and state[2] == fingerprint:
@@ -237,12 +237,36 @@ def run_search(
                       timings={"seconds": earlier + elapsed, "seconds_this_run": elapsed,
                                "resumed_from": start, "batch_size": batch,
                                "device": str(device), "threads": torch.get_num_threads()})
-    result.metadata["threads"] = torch.get_num_threads()
-    result.metadata["orientations"] = None if cfg.orientations is None else str(
-        cfg.orientations)
+    result.metadata.update(run_metadata(cfg, torch.get_num_threads()))
     result.save(out)
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return result
+
+
+def write_config(out: Path, cfg: SearchConfig) -> None:
+    """Write the resolved configuration as ``config.yaml`` in ``out`` (atomically)."""
+    from difftm.io.atomic import atomic_output
+
+    with atomic_output(Path(out) / "config.yaml", overwrite=True) as tmp:
+        tmp.write_text(cfg.to_yaml())
+
+
+def run_metadata(cfg: SearchConfig, threads: int) -> dict:
+    """Metadata of a finished search beyond :func:`finalize`'s: the CPU threads used, the
+    orientation file (None for the grid) and the template centre recorded by
+    ``difftm simulate template`` (model coordinates in A at the template's centre voxel,
+    which particle coordinates refer to; None when the template does not record it)."""
+    from difftm.simulate.template import recorded_template_centre
+
+    try:
+        centre = recorded_template_centre(cfg.template)
+    except (OSError, ValueError):
+        centre = None
+    return {
+        "threads": int(threads),
+        "orientations": None if cfg.orientations is None else str(cfg.orientations),
+        "template_centre_angstrom": centre,
+    }
 
 
 def search_grid(cfg: SearchConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,7 +35,11 @@ class SearchResult:
         maps: name -> (H, W) float32 array (see module docstring for names).
         best_index: (H, W) int64 flat search index of the best pose.
         metadata: pixel_size, n_search, n_orientations, n_defocus, border, valid_pixels,
-            defocus_u/v/angle, voltage, cs, amplitude_contrast, fingerprint, timings...
+            defocus_u/v/angle, voltage, cs, amplitude_contrast, fingerprint, threads (CPU
+            threads used), orientations (the explicit orientation file, or None for the
+            grid), template_centre_angstrom (model point at the template centre, when the
+            template records it), timings (seconds: the whole search, over resumed
+            sessions or parts; seconds_this_run; threads; batch_size...)...
     """
 
     maps: dict[str, np.ndarray]

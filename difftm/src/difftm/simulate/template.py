@@ -260,3 +260,11 @@ def template_centre_label(path: str | Path) -> str | None:
             if text.startswith(CENTRE_LABEL):
                 return text
     return None
+
+
+def recorded_template_centre(path: str | Path) -> list[float] | None:
+    """The centre recorded by :func:`write_template` (``[x, y, z]`` in A), or None when the
+    template was not written by difftm (no centre label)."""
+    if template_centre_label(path) is None:
+        return None
+    return [float(v) for v in read_template_centre(path)]
