@@ -129,7 +129,12 @@ def test_explicit_orientation_list_reproduces_a_grid_run_exactly(tmp_path):
     mic, tpl = _inputs(tmp_path)
     grid = run_search(_config(mic, tpl, tmp_path / "grid", pixel_size=PX, batch_size=7))
     listed = tmp_path / "grid.txt"
-    write_orientations(listed, orientation_grid(45.0, 60.0))
+    res = runner.invoke(app, ["orientations", "--out-of-plane-step", "45", "--in-plane-step",
+                              "60", "-o", str(listed)])
+    assert res.exit_code == 0, res.output
+    assert "132 orientations" in res.output
+    torch.testing.assert_close(read_orientations(listed), orientation_grid(45.0, 60.0),
+                               rtol=0, atol=0)
     res = runner.invoke(app, _args(mic, tpl, tmp_path / "list", "--orientations", str(listed),
                                    "--batch-size", "7"))
     assert res.exit_code == 0, res.output
@@ -151,6 +156,16 @@ def test_orientation_list_length_and_hash_define_the_run(tmp_path):
     listed.write_text("rot,tilt,psi\n0,0,0\n10.5,90,45\n200,135,301\n")
     assert _config(mic, tpl, tmp_path / "o", pixel_size=PX,
                    orientations=listed).fingerprint() != fp
+
+
+def test_written_orientations_round_trip_exactly(tmp_path):
+    angles = torch.rand(50, 3, dtype=torch.float64) * 360
+    write_orientations(tmp_path / "a.txt", angles)
+    assert torch.equal(read_orientations(tmp_path / "a.txt"), angles)
+    with pytest.raises(FileExistsError):
+        write_orientations(tmp_path / "a.txt", angles)
+    res = runner.invoke(app, ["orientations", "-o", str(tmp_path / "a.txt")])
+    assert res.exit_code == 2 and "exists" in res.output
 
 
 def test_star_orientations_and_bad_files(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from difftm.cli import demo, fetch, info, peaks, search, simulate
+from difftm.cli import demo, fetch, info, orientations, peaks, search, simulate
 from difftm.cli.simulate import HELP_MARKUP
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
-for _module in (simulate, search, peaks, demo, info, fetch):
+for _module in (simulate, search, peaks, orientations, demo, info, fetch):
     _module.register(app)
 
 
