@@ -64,11 +64,18 @@ def test_default_leaves_out_cores_busy_with_other_processes(tmp_path, monkeypatc
     import difftm.threads as th
 
     monkeypatch.setattr(th, "available_cores", lambda: 4)
+    monkeypatch.setattr(th, "physical_cores", lambda: 4)
     monkeypatch.setattr(th, "_allowed_cpus", lambda: [0, 1, 2, 3])
     assert default_threads(idle=4.0) == (4, "physical cores")
     assert default_threads(idle=2.2) == (2, "4 physical cores, 2 busy with other processes")
     assert default_threads(idle=0.1) == (1, "4 physical cores, 3 busy with other processes")
     assert default_threads(idle=None) == (4, "physical cores")  # /proc/stat unreadable
+    # a 2-CPU quota on a 64-CPU host (32 cores with two hyper-threads each), 30 CPUs idle
+    monkeypatch.setattr(th, "available_cores", lambda: 2)
+    monkeypatch.setattr(th, "physical_cores", lambda: 32)
+    monkeypatch.setattr(th, "_allowed_cpus", lambda: list(range(64)))
+    assert default_threads(idle=30.0) == (2, "physical cores")
+    assert default_threads(idle=1.2) == (1, "2 physical cores, 1 busy with other processes")
     # the idle CPUs come from two /proc/stat samples
     stat = tmp_path / "stat"
     samples = iter([

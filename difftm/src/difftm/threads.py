@@ -157,8 +157,10 @@ def default_threads(idle: float | None | bool = True) -> tuple[int, str]:
         idle = idle_cpus() if cores > 1 else None
     if idle is None or idle is False:
         return cores, "physical cores"
-    logical = max(1, len(_allowed_cpus()))
-    free = max(1, min(cores, int(math.floor(float(idle) * cores / logical + 0.5))))
+    # idle logical CPUs -> idle physical cores (hyper-thread siblings count once); a cgroup
+    # quota smaller than the CPU set is met as long as that many cores are idle
+    per_core = physical_cores() / max(1, len(_allowed_cpus()))
+    free = max(1, min(cores, int(math.floor(float(idle) * per_core + 0.5))))
     if free < cores:
         return free, f"{cores} physical cores, {cores - free} busy with other processes"
     return cores, "physical cores"
