@@ -62,6 +62,37 @@ def test_threads_option_is_honoured_and_recorded(tmp_path):
         torch.set_num_threads(before)
 
 
+def test_resumed_search_keeps_its_thread_count_and_stays_bit_identical(tmp_path):
+    mic, tpl = _inputs(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = run_search(_config(mic, tpl, tmp_path / "ref", pixel_size=PX, batch_size=4))
+        cfg = _config(mic, tpl, tmp_path / "o", pixel_size=PX, batch_size=4)
+        with pytest.raises(SearchInterrupted):
+            run_search(cfg, stop_after_chunks=1)
+        torch.set_num_threads(2)  # e.g. the default picked more threads after the crash
+        res = run_search(cfg)
+        assert res.metadata["threads"] == 1 and res.metadata["timings"]["resumed_from"] > 0
+        np.testing.assert_array_equal(res.best_index, ref.best_index)
+        for name, m in ref.maps.items():
+            np.testing.assert_array_equal(res.maps[name], m, err_msg=name)
+        # another thread count changes the maps only by float32 rounding
+        two = run_search(_config(mic, tpl, tmp_path / "two", pixel_size=PX, batch_size=4,
+                                 threads=2))
+        assert two.metadata["threads"] == 2
+        np.testing.assert_allclose(two.maps["snr"], ref.maps["snr"], rtol=0, atol=1e-5)
+        # an explicit --threads wins over the checkpoint's
+        cfg3 = _config(mic, tpl, tmp_path / "o3", pixel_size=PX, batch_size=4)
+        torch.set_num_threads(1)
+        with pytest.raises(SearchInterrupted):
+            run_search(cfg3, stop_after_chunks=1)
+        res3 = run_search(cfg3.model_copy(update={"threads": 2}))
+        assert res3.metadata["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_thread_count_is_not_part_of_the_fingerprint(tmp_path):
     mic, tpl = _inputs(tmp_path)
     a = _config(mic, tpl, tmp_path / "o", pixel_size=PX, threads=1)

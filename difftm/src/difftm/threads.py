@@ -12,7 +12,8 @@ thread (13.4 vs 0.89 ms CPU per orientation; docs/BENCHMARKS.md). The default he
 1. ``DIFFTM_THREADS`` or ``OMP_NUM_THREADS`` when set (batch systems often set the latter);
 2. otherwise the *physical* cores this process may use (CPU affinity, e.g. from SLURM or
    ``taskset``, intersected with one logical CPU per physical core, and capped by a cgroup
-   CPU quota such as ``docker --cpus``): hyper-threads do not speed up FFTs;
+   CPU quota such as ``docker --cpus``): hyper-threads share one core's floating-point
+   units;
 3. minus the cores that other processes keep busy right now: the idle time of those CPUs
    is sampled from ``/proc/stat`` over 0.2 s when the command starts (at least one thread).
 
@@ -26,8 +27,9 @@ after the start; pass ``--threads`` to fix the number.
 Dask workers each get one thread per worker (see :mod:`difftm.search.distributed`), so a
 local cluster of N workers uses N cores, not N x N.
 
-Thread count never changes results: the search accumulates exact fixed-point sums, so maps
-are bit-identical for any thread count (docs/ARCHITECTURE.md).
+The thread count changes results only by float32 rounding (torch's multi-threaded CPU FFTs
+round differently), so it is recorded with every result, and a resumed search keeps the
+thread count of its checkpoint for bit-identical maps (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["apply_threads", "available_cores", "default_threads", "physical_cores"]
+__all__ = ["apply_threads", "available_cores", "default_threads", "idle_cpus",
+           "physical_cores"]
 
 #: Environment variables read (in this order) for the default thread count.
 ENV_VARS = ("DIFFTM_THREADS", "OMP_NUM_THREADS")

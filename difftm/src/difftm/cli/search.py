@@ -119,9 +119,11 @@ def _search(
 
     px_given = cfg.pixel_size is not None
     cfg = resolve_pixel_size(cfg)
+    n_threads = None
     if cfg.scheduler in (None, "none"):  # this process computes (whole search or parts)
+        # the value used goes into the results' metadata; cfg.threads stays as given, so
+        # that a resumed search can keep the thread count of its checkpoint
         n_threads, reason = apply_threads(cfg.threads)
-        cfg.threads = n_threads  # recorded in config.yaml and the results
         threads_note = f"{n_threads} CPU threads ({reason})"
     else:
         threads_note = f"{cfg.threads or 1} CPU thread(s) per Dask worker"
@@ -137,7 +139,9 @@ def _search(
         console.print(
             f"{plan.n_orientations:,} orientations x {plan.n_defocus} defocus planes = "
             f"{plan.n_search:,} correlations of {plan.shape[0]}x{plan.shape[1]} px "
-            f"(template box {plan.box}) on {plan.device}, batch {plan.batch_size}",
+            f"(template box {plan.box}) on {plan.device}, batch {plan.batch_size}"
+            + (f"; resuming with {plan.threads} CPU threads like the interrupted run (same "
+               "rounding, identical results)" if plan.threads != n_threads else ""),
             highlight=False, soft_wrap=True)
         reporter = progress_reporter(console, "search", plan.n_search, unit="orient/s",
                                      per_unit=plan.n_defocus)

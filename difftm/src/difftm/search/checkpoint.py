@@ -30,16 +30,20 @@ def atomic_save(path: Path, writer: Callable[[IO], None]) -> None:
 
 
 def save_checkpoint(folder: Path, acc: Accumulator, next_index: int, fingerprint: str,
-                    seconds: float = 0.0) -> None:
+                    seconds: float = 0.0, threads: int | None = None) -> None:
     """Atomically save the accumulator state and progress of a search.
 
     ``seconds`` is the correlation time spent on the indices before ``next_index`` over all
-    sessions so far, so that the timings of a resumed search cover the whole search.
+    sessions so far, so that the timings of a resumed search cover the whole search;
+    ``threads`` the CPU thread count the correlations ran with (torch's multi-threaded CPU
+    FFTs round differently for different thread counts, so a resumed search reuses it).
     """
     arrays = acc.to_numpy()
     arrays["next_index"] = np.array(next_index, dtype=np.int64)
     arrays["fingerprint"] = np.array(fingerprint)
     arrays["seconds"] = np.array(float(seconds), dtype=np.float64)
+    if threads is not None:
+        arrays["threads"] = np.array(int(threads), dtype=np.int64)
     atomic_save(Path(folder) / CHECKPOINT_NAME, lambda fh: np.savez(fh, **arrays))
 
 
@@ -69,20 +73,35 @@ def checkpoint_fingerprint(folder: Path) -> str | None:
     return None if arrays is None else str(arrays["fingerprint"])
 
 
+def _checkpoint_scalar(folder: Path, key: str):
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return data[key].item() if key in data.files else None
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
+
+
 def checkpoint_seconds(folder: Path) -> float:
     """Correlation seconds recorded in the checkpoint of ``folder`` (0 if none or not recorded).
 
     Raises:
         ValueError: the checkpoint exists but cannot be read.
     """
-    path = Path(folder) / CHECKPOINT_NAME
-    if not path.exists():
-        return 0.0
-    try:
-        with np.load(path) as data:
-            return float(data["seconds"]) if "seconds" in data.files else 0.0
-    except Exception as err:
-        raise ValueError(f"{path}: unreadable checkpoint ({err}); remove it to restart") from err
+    value = _checkpoint_scalar(folder, "seconds")
+    return 0.0 if value is None else float(value)
+
+
+def checkpoint_threads(folder: Path) -> int | None:
+    """CPU thread count recorded in the checkpoint of ``folder`` (None if none or not recorded).
+
+    Raises:
+        ValueError: the checkpoint exists but cannot be read.
+    """
+    value = _checkpoint_scalar(folder, "threads")
+    return None if value is None else int(value)
 
 
 def load_checkpoint(folder: Path) -> tuple[Accumulator, int, str] | None:

@@ -39,7 +39,7 @@ def search_part(config: dict, start: int, stop: int, batch: int, device: str,
 
     Runs anywhere the inputs are readable (a Dask worker, a subprocess, this process).
     ``threads`` sets torch's CPU threads first (None: leave them); the returned arrays also
-    hold ``seconds``, the time the part took.
+    hold ``seconds``, the time the part took, and ``threads``, the CPU threads it ran with.
     """
     from difftm.search.device import resolve_device
     from difftm.search.engine import _load_inputs, build_correlator, correlate_range, search_grid
@@ -58,6 +58,7 @@ def search_part(config: dict, start: int, stop: int, batch: int, device: str,
     correlate_range(corr, acc, start, stop, batch)
     arrays = acc.to_numpy()
     arrays["seconds"] = np.array(time.perf_counter() - t0, dtype=np.float64)
+    arrays["threads"] = np.array(torch.get_num_threads(), dtype=np.int64)
     return arrays
 
 
@@ -126,6 +127,11 @@ def run_search_distributed(
         return f"cuda:{k % max(n_gpu, 1)}" if scheduler == "local" else str(device)
 
     todo = [k for k in range(len(ranges)) if not _part_path(out, k, fingerprint).exists()]
+    if threads is None and len(todo) < len(ranges):  # in process, resuming: same threads as
+        # the finished parts (CPU FFTs round differently for other thread counts)
+        first = next(k for k in range(len(ranges)) if k not in todo)
+        with np.load(_part_path(out, first, fingerprint)) as data:
+            threads = int(data["threads"]) if "threads" in data.files else None
     t0 = time.perf_counter()
     done = len(ranges) - len(todo)
 

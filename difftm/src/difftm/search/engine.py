@@ -27,6 +27,7 @@ from difftm.search.checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_fingerprint,
     checkpoint_seconds,
+    checkpoint_threads,
     load_checkpoint,
     save_checkpoint,
 )
@@ -63,6 +64,7 @@ class SearchPlan:
     device: torch.device
     box: int
     shape: tuple[int, int]
+    threads: int = 0  #: CPU threads of torch (a resumed search keeps its checkpoint's)
 
     @property
     def n_search(self) -> int:
@@ -190,10 +192,16 @@ def run_search(
     if (out / BUNDLE_NAME).exists():
         return load_results(out)  # finished earlier with the same fingerprint
     image, volume = _load_inputs(cfg)
-    if cfg.threads is not None:
+    # Thread count: as configured, else that of the checkpoint being resumed (torch's CPU
+    # FFTs round differently for different thread counts: same count, bit-identical
+    # results), else whatever this process uses (the CLI applies the default).
+    threads = cfg.threads
+    if threads is None and checkpoint_fingerprint(out) == fingerprint:
+        threads = checkpoint_threads(out)
+    if threads is not None:
         from difftm.threads import apply_threads
 
-        apply_threads(cfg.threads)
+        apply_threads(threads)
     device = resolve_device(cfg.device)
     angles, offsets = search_grid(cfg)
     correlator = build_correlator(cfg, image, volume, angles, offsets, device)
@@ -204,7 +212,7 @@ def run_search(
     chunk_batches = cfg.chunk_batches or max(1, math.ceil(n_search / batch / 50))
     chunk = batch * chunk_batches
     plan = SearchPlan(int(angles.shape[0]), int(offsets.numel()), batch, chunk, device, box,
-                      correlator.shape)
+                      correlator.shape, torch.get_num_threads())
     if on_plan is not None:
         on_plan(plan)
     write_config(out, cfg)
@@ -226,7 +234,8 @@ def run_search(
         correlate_range(correlator, acc, pos, chunk_end, batch, on_batch)
         pos = chunk_end
         save_checkpoint(out, acc, pos, fingerprint,
-                        seconds=earlier + time.perf_counter() - t0)
+                        seconds=earlier + time.perf_counter() - t0,
+                        threads=torch.get_num_threads())
         chunks_done += 1
         stop = stop_after_chunks is not None and chunks_done >= stop_after_chunks
         if stop and pos < n_search:
