@@ -59,6 +59,12 @@ def test_centre_parsing_and_errors():
     np.testing.assert_allclose(resolve_centre(atoms, "com", 1.0, None), [2.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="--box"):
         resolve_centre(atoms, "box", 1.0, None)
+    np.testing.assert_allclose(resolve_centre(atoms, "box", 1.0, 4), [2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="outside a box of 3"):
+        resolve_centre(atoms, "box", 1.0, 3)  # z = 3 A is voxel 3 of 0..2
+    below = Atoms.from_arrays([[-2.0, 1.0, 1.0]], ["C"])
+    with pytest.raises(ValueError, match="outside a box of 64"):
+        resolve_centre(below, "box", 1.0, 64)  # negative coordinates never fit the frame
 
 
 def test_cli_center_box_keeps_coordinates_and_records_the_centre(tmp_path):

@@ -88,6 +88,14 @@ def resolve_centre(
         if box is None:
             raise ValueError("--center box keeps the model's frame (model origin at voxel 0): "
                              "give --box, the box of the map the model is fitted into")
+        voxels = atoms.positions_angstrom / float(pixel_size)  # model frame: voxel = r / px
+        lo, hi = voxels.min(axis=0), voxels.max(axis=0)
+        if lo.min() < -0.5 or hi.max() > box - 0.5:
+            raise ValueError(
+                f"--center box: the model spans voxels {np.floor(lo).astype(int).tolist()} to "
+                f"{np.ceil(hi).astype(int).tolist()} (x, y, z) in its own frame, outside a box "
+                f"of {box} at {pixel_size:g} A; give the --box and --pixel-size of the map it "
+                "is fitted into, or use --center com")
         return np.full(3, (box // 2) * float(pixel_size))
     xyz = np.asarray(centre, dtype=np.float64).reshape(-1)
     if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
