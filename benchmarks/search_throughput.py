@@ -2,9 +2,10 @@
 
 Every correlation needs one full-size inverse real FFT of the image; nothing can be faster.
 This benchmark measures, in one run on one device, (a) the engine's time per correlation
-(template projection, CTF/whitening, normalisation, pruned padded forward FFT, product,
-inverse FFT and accumulation of max/argmax/sum/sum of squares) and (b) the time of the
-inverse real FFT alone at the same batch size, and prints their ratio.
+(template projection, CTF/whitening/padding/normalisation, pruned padded forward FFT and
+product, inverse FFT, accumulation of max/argmax/sum/sum of squares), (b) the same five
+stages timed one by one, and (c) the time of the inverse real FFT alone at the same batch
+size, and prints every time as inverse-FFT equivalents per correlation.
 
     python benchmarks/search_throughput.py --size 4096 --box 512 --device cuda
     python benchmarks/search_throughput.py --size 1024 --box 128 --device cpu
@@ -50,6 +51,9 @@ def main() -> None:
     ap.add_argument("--oversampling", type=int, default=2)
     ap.add_argument("--defocus-planes", type=int, default=1,
                     help="defocus planes per orientation (share one projection)")
+    ap.add_argument("--template-padding", default="auto",
+                    help="auto, none or an edge in pixels (see difftm search --help)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
 
     from difftm.geometry.grids import orientation_grid
@@ -59,20 +63,34 @@ def main() -> None:
     from difftm.search.engine import build_correlator
 
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     h = w = args.size
     rng = np.random.default_rng(0)
     image = rng.standard_normal((h, w)).astype(np.float32)
     volume = _blob_volume(args.box).numpy()
     cfg = SearchConfig(micrograph="m.mrc", template="t.mrc", output="o", pixel_size=1.0,
-                       defocus_u=10000.0, projector_oversampling=args.oversampling)
+                       defocus_u=10000.0, projector_oversampling=args.oversampling,
+                       template_padding=args.template_padding)
     angles = orientation_grid(2.5, 1.5)
     offsets = torch.arange(args.defocus_planes, dtype=torch.float64) * 200.0
     corr = build_correlator(cfg, image, volume, angles, offsets - offsets.mean(), device)
-    batch = args.batch or plan_batch_size((h, w), args.box, device)
+    batch = args.batch or plan_batch_size((h, w), corr.template_size, device)
     n = args.n or (batch * (20 if device.type == "cuda" else 4))
     n = max(batch, n - n % batch)
     acc = Accumulator.empty((h, w), device)
     idx_all = torch.arange(n + batch, dtype=torch.int64, device=device)
+    stages = {"projection": 0.0, "filter": 0.0, "forward_fft": 0.0, "inverse_fft": 0.0,
+              "update": 0.0}
+
+    def timed(name, fn, *a):
+        _sync(device)
+        t = time.perf_counter()
+        out = fn(*a)
+        _sync(device)
+        stages[name] += time.perf_counter() - t
+        return out
+
     with torch.inference_mode():
         acc.update(corr.correlate(idx_all[:batch]), idx_all[:batch])  # warm-up
         _sync(device)
@@ -82,6 +100,17 @@ def main() -> None:
             acc.update(corr.correlate(idx), idx)
         _sync(device)
         t_corr = (time.perf_counter() - t0) / n
+        # the same work stage by stage (synchronised between stages)
+        for s in range(batch, batch + n, batch):
+            idx = idx_all[s : s + batch].cpu()
+            orient = torch.div(idx, corr.n_defocus, rounding_mode="floor")
+            plane = idx - orient * corr.n_defocus
+            uniq, inverse = torch.unique(orient, sorted=True, return_inverse=True)
+            slices = timed("projection", corr.projector.project, corr.rotations[uniq])
+            t = timed("filter", corr.filter_slices, slices, inverse.to(device), plane.to(device))
+            spec = timed("forward_fft", corr.product_spectrum, t)
+            cc = timed("inverse_fft", corr.inverse, spec)
+            timed("update", acc.update, cc, idx + n + batch)
         spec = torch.randn((batch, h, w // 2 + 1), dtype=torch.complex64, device=device)
         torch.fft.irfft2(spec, s=(h, w))
         _sync(device)
@@ -91,6 +120,7 @@ def main() -> None:
             torch.fft.irfft2(spec, s=(h, w))
         _sync(device)
         t_ifft = (time.perf_counter() - t0) / (reps * batch)
+    breakdown = {k: v / n / t_ifft for k, v in stages.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads")
     res = {
@@ -98,6 +128,7 @@ def main() -> None:
         "defocus_planes": args.defocus_planes,
         "seconds_per_correlation": t_corr, "correlations_per_second": 1.0 / t_corr,
         "seconds_per_irfft2": t_ifft, "ifft_equivalents_per_correlation": t_corr / t_ifft,
+        "template_size": corr.template_size, "breakdown_ifft_equivalents": breakdown,
         "torch": torch.__version__,
     }
     print(f"device                 {name}")
@@ -105,7 +136,11 @@ def main() -> None:
           f"{args.defocus_planes} defocus plane(s)")
     print(f"correlations/s         {1.0 / t_corr:,.1f}")
     print(f"irfft2/s (floor)       {1.0 / t_ifft:,.1f}")
+    print(f"template box / padded  {args.box} / {corr.template_size}")
     print(f"iFFT-equivalents/corr  {t_corr / t_ifft:.2f}")
+    for stage, value in breakdown.items():
+        print(f"  {stage:<20} {value:.3f}")
+    print(f"  {'sum of stages':<20} {sum(breakdown.values()):.3f}")
     print(json.dumps(res))
 
 

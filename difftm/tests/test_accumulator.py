@@ -48,20 +48,42 @@ def test_merge_is_order_independent_and_ties_take_smallest_index():
 
 
 def test_sums_are_exact_and_independent_of_grouping():
-    cc = _maps(30) * 3.0
+    from difftm.search.accumulator import BLOCK
+
+    n = 3 * BLOCK + 5
+    cc = _maps(n) * 3.0
     a = Accumulator.empty((6, 7))
-    a.update(cc, torch.arange(30))
+    a.update(cc, torch.arange(n))
+    # any batching inside one accumulator
     b = Accumulator.empty((6, 7))
-    bounds = [0, 1, 4, 11, 12, 29, 30]
+    bounds = [0, 1, 4, 11, 12, 29, 30, 70, n]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        b.update(cc[lo:hi], torch.arange(lo, hi))
+    # block-aligned parts merged in any order
+    c = Accumulator.empty((6, 7))
+    parts = [0, BLOCK, 3 * BLOCK, n]
+    for lo, hi in reversed(list(zip(parts[:-1], parts[1:], strict=True))):
         part = Accumulator.empty((6, 7))
         part.update(cc[lo:hi], torch.arange(lo, hi))
-        b.merge(part)
-    assert torch.equal(a.total, b.total) and torch.equal(a.total_sq, b.total_sq)
+        c.merge(part)
+    for other in (b, c):
+        for name in ("total", "total_sq", "best", "best_index"):
+            assert torch.equal(getattr(a, name), getattr(other, name)), name
     total, total_sq = a.sums()
     ref = cc.double()
-    np.testing.assert_allclose(total.numpy(), ref.sum(0).numpy(), atol=30 * 2**-24)
+    # float32 partial sums within a block: relative error ~ float32 precision of the sums
+    np.testing.assert_allclose(total.numpy(), ref.sum(0).numpy(), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(total_sq.numpy(), (ref**2).sum(0).numpy(), rtol=1e-6, atol=1e-4)
+
+
+def test_aligned_span_is_a_multiple_of_batch_and_block():
+    from difftm.search.accumulator import BLOCK, aligned_span
+
+    for batch in (1, 5, 16, 48, 256):
+        for minimum in (1, 100, 1000):
+            span = aligned_span(batch, minimum)
+            assert span % batch == 0 and span % BLOCK == 0 and span >= minimum
+            assert span - minimum < np.lcm(batch, BLOCK)
 
 
 def test_numpy_round_trip():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from difftm.geometry.grids import orientation_grid
+from difftm.search.accumulator import aligned_span
 from difftm.search.config import SearchConfig
 from difftm.search.engine import SearchInterrupted, build_correlator, run_search
 from difftm.search.results import load_results
@@ -75,12 +76,14 @@ def test_results_do_not_depend_on_batch_size_or_chunking_and_resume_is_exact(tmp
     for name in one.maps:  # exact fixed-point sums: bit-identical for any batching
         np.testing.assert_array_equal(one.maps[name], many.maps[name])
     # crash after 2 chunks, then resume with the same command: identical to uninterrupted
-    cfg = _config(tmp_path, mic, tpl, "crash", batch_size=5, chunk_batches=3, **coarse)
+    # runs with other batch sizes (chunks of 3 batches of 3, rounded up to a multiple of the
+    # accumulator block: 96 search positions; the grid has 198)
+    cfg = _config(tmp_path, mic, tpl, "crash", batch_size=3, chunk_batches=3, **coarse)
     with pytest.raises(SearchInterrupted):
-        run_search(cfg, stop_after_chunks=2)
+        run_search(cfg, stop_after_chunks=1)
     assert (tmp_path / "crash" / "checkpoint.npz").exists()
     resumed = run_search(cfg)
-    assert resumed.metadata["timings"]["resumed_from"] == 2 * 3 * 5
+    assert resumed.metadata["timings"]["resumed_from"] == aligned_span(3, 9) == 96
     for name in many.maps:
         np.testing.assert_array_equal(resumed.maps[name], many.maps[name])
     np.testing.assert_array_equal(resumed.best_index, many.best_index)

@@ -176,6 +176,15 @@ class Correlator:
         plane = idx - orient * self.n_defocus
         uniq, inverse = torch.unique(orient, sorted=True, return_inverse=True)
         slices = self.projector.project(self.rotations[uniq])  # (U, D, D//2+1)
+        return self.filter_slices(slices, inverse, plane)
+
+    def filter_slices(
+        self, slices: torch.Tensor, inverse: torch.Tensor, plane: torch.Tensor
+    ) -> torch.Tensor:
+        """Normalised templates (B, P, P) from central slices (U, D, D//2+1).
+
+        ``inverse`` (B,) picks each template's slice and ``plane`` (B,) its defocus plane.
+        """
         d = self.template_size
         if d != self.box:  # projection centred in the padded box, then its spectrum there
             proj = torch.fft.irfft2(slices, s=(self.box, self.box))
@@ -217,15 +226,27 @@ class Correlator:
 
     def correlate_templates(self, t: torch.Tensor) -> torch.Tensor:
         """Correlation maps (B, H, W) of real templates (B, P, P) with the micrograph."""
+        return self.inverse(self.product_spectrum(t))
+
+    def product_spectrum(self, t: torch.Tensor) -> torch.Tensor:
+        """Pruned padded forward FFT of templates (B, P, P) times the image spectrum.
+
+        Returns the spectrum in the correlator's layout, ready for :meth:`inverse`.
+        """
         h, w = self.shape
         if self.layout == "standard":
             rows = torch.fft.rfft(t, n=w, dim=-1)  # pruned: P rows only
             spec = torch.fft.fft(rows, n=h, dim=-2)  # zero rows P..H-1 implied
-            spec = torch.conj_physical(spec).mul_(self.image)
-            return torch.fft.irfft2(spec, s=(h, w))
+            return torch.conj_physical(spec).mul_(self.image)
         rows = torch.fft.rfft(t.flip(-1, -2), n=w, dim=-1)  # pruned: P rows, (B, P, W/2+1)
         cols = rows.transpose(-1, -2).contiguous()  # (B, W/2+1, P), small
-        spec = torch.fft.fft(cols, n=h, dim=-1).mul_(self.image)  # (B, W/2+1, H)
+        return torch.fft.fft(cols, n=h, dim=-1).mul_(self.image)  # (B, W/2+1, H)
+
+    def inverse(self, spec: torch.Tensor) -> torch.Tensor:
+        """The full-size inverse FFT of :meth:`product_spectrum`: CC maps (B, H, W)."""
+        h, w = self.shape
+        if self.layout == "standard":
+            return torch.fft.irfft2(spec, s=(h, w))
         spec = torch.fft.ifft(spec, dim=-1).transpose(-1, -2).contiguous()  # (B, H, W/2+1)
         return torch.fft.irfft(spec, n=w, dim=-1)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from difftm.search.accumulator import Accumulator
+from difftm.search.accumulator import Accumulator, aligned_span
 from difftm.search.checkpoint import atomic_save
 from difftm.search.config import SearchConfig
 from difftm.search.engine import resolve_pixel_size, run_metadata, write_config
@@ -115,7 +115,8 @@ def run_search_distributed(
     # task slot) unless --threads says otherwise; in process, whatever this process uses.
     threads = (cfg.threads or 1) if scheduler is not None else cfg.threads
     n_parts = n_parts or max(1, 4 * n_workers)
-    per_part = max(batch, math.ceil(n_search / n_parts / batch) * batch)
+    # parts start on accumulator block boundaries: bit-identical to a single run
+    per_part = aligned_span(batch, math.ceil(n_search / n_parts))
     ranges = [(s, min(n_search, s + per_part)) for s in range(0, n_search, per_part)]
     (out / PARTS_DIR).mkdir(exist_ok=True)
     write_config(out, cfg)

@@ -22,7 +22,7 @@ import torch
 
 from difftm.geometry.euler import euler_to_matrix
 from difftm.geometry.grids import orientation_grid, read_orientations
-from difftm.search.accumulator import Accumulator
+from difftm.search.accumulator import Accumulator, aligned_span
 from difftm.search.checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_fingerprint,
@@ -210,7 +210,8 @@ def run_search(
     batch = cfg.batch_size or plan_batch_size(correlator.shape, correlator.template_size,
                                               device)
     chunk_batches = cfg.chunk_batches or max(1, math.ceil(n_search / batch / 50))
-    chunk = batch * chunk_batches
+    # chunks start on accumulator block boundaries: bit-identical for any batch or resume
+    chunk = aligned_span(batch, batch * chunk_batches)
     plan = SearchPlan(int(angles.shape[0]), int(offsets.numel()), batch, chunk, device, box,
                       correlator.shape, torch.get_num_threads())
     if on_plan is not None:
