@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import user_errors
+from difftm.cli.options import THREADS_HELP
 from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
@@ -72,8 +73,7 @@ def _search(
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or cuda:N [auto].")] = None,
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads of torch [$DIFFTM_THREADS or $OMP_NUM_THREADS, else the physical "
-             "cores not busy with other processes at the start; 1 per Dask worker].")] = None,
+        help=THREADS_HELP + " With --scheduler: per Dask worker [1].")] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Correlations per batch [planned from free memory].")] = None,
     chunk_batches: Annotated[int | None, typer.Option(

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import user_errors
+from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
@@ -57,9 +58,7 @@ def _micrograph(
         "--shot-noise/--no-shot-noise", help="Draw Poisson counts (off: expected counts).")
     ] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(
-        help="CPU threads of torch [$DIFFTM_THREADS or $OMP_NUM_THREADS, else the "
-        "physical cores not busy with other processes at the start].")] = None,
+    threads: ThreadsOption = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
 ) -> None:

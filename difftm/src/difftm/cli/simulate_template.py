@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import user_errors
+from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
@@ -50,9 +51,7 @@ def _template(
         "label).")] = "com",
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA when available), cpu, or cuda[:N].")] = "auto",
-    threads: Annotated[int | None, typer.Option(
-        "--threads", help="CPU threads of torch [$DIFFTM_THREADS or $OMP_NUM_THREADS, else the "
-        "physical cores not busy with other processes at the start].")] = None,
+    threads: ThreadsOption = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
