@@ -54,7 +54,7 @@ def test_threads_option_is_honoured_and_recorded(tmp_path):
         res = runner.invoke(app, _args(mic, tpl, tmp_path / "o", "--threads", "1"))
         assert res.exit_code == 0, res.output
         assert torch.get_num_threads() == 1
-        assert "1 CPU threads (--threads)" in res.output
+        assert "1 CPU thread (--threads)" in res.output
         md = load_results(tmp_path / "o").metadata
         assert md["threads"] == 1 and md["timings"]["threads"] == 1
         assert "threads: 1" in (tmp_path / "o" / "config.yaml").read_text()

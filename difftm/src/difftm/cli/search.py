@@ -124,7 +124,7 @@ def _search(
         # the value used goes into the results' metadata; cfg.threads stays as given, so
         # that a resumed search can keep the thread count of its checkpoint
         n_threads, reason = apply_threads(cfg.threads)
-        threads_note = f"{n_threads} CPU threads ({reason})"
+        threads_note = f"{n_threads} CPU thread{'s' if n_threads != 1 else ''} ({reason})"
     else:
         threads_note = f"{cfg.threads or 1} CPU thread(s) per Dask worker"
     console.print(

@@ -122,7 +122,8 @@ def _template(
         + (f", {', '.join(filters)}" if filters else "")
         + f"; centre ({note}) x,y,z = {point[0]:.2f}, {point[1]:.2f}, {point[2]:.2f} A at "
         f"voxel {box // 2}; {elapsed:.1f} s on {torch_device}"
-        + (f", {n_threads} threads" if torch_device.type == "cpu" else ""),
+        + (f", {n_threads} thread{'s' if n_threads != 1 else ''}"
+           if torch_device.type == "cpu" else ""),
         highlight=False, soft_wrap=True,
     )
 
