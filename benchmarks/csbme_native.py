@@ -3,7 +3,7 @@
 Usage: python benchmarks/csbme_native.py [--data DIR] [--theta T|auto]
 
 (a) The 12 prepared BME pairs (published SS2CS predictions for 11-18 conformers, native
-    = row index 10): weights from ``csrna.bme.fit``.
+    = row index 10): weights from ``csrna.ensemble.bme.fit``.
 (b) End to end with our own shift predictor: for every RNA with CTs and measured shifts in
     ``rna/csbme`` (15 RNAs; native = ``<ID>_11.ct``; an identical copy of it elsewhere in
     the library, as in 2LUB, 5KH8 and 5V16, also counts), predict the shifts of each CT,
@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.bme import fit
-from csrna.bme_io import read_bme_experimental, read_bme_simulated
 from csrna.ensemble import match_observables, predict_library
+from csrna.ensemble.bme import fit
+from csrna.ensemble.bme_io import read_bme_experimental, read_bme_simulated
+from csrna.ensemble.library import read_ct_library
+from csrna.ensemble.shiftpred import ShiftPredictor, train, training_table
 from csrna.grouping import group_of, identity_groups
 from csrna.io import read_shifts
-from csrna.library import read_ct_library
-from csrna.shiftpred import ShiftPredictor, train, training_table
 
 
 def _default_data() -> Path:

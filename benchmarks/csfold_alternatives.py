@@ -52,23 +52,23 @@ from csfold_loo import (
     score,
 )
 
-from csrna.csfold import (
-    choose_structure,
-    consistency,
-    prune_terminal_pairs,
-    settings_for,
-)
-from csrna.features import neighbour_table, raw_features, read_ss_table_0, read_ss_table_1
-from csrna.folding import (
+from csrna.fold.features import neighbour_table, raw_features, read_ss_table_0, read_ss_table_1
+from csrna.fold.folding import (
     PUBLISHED_INTERCEPT,
     PUBLISHED_SLOPE,
     fold_candidates,
     free_energy,
     restrained_compound,
 )
+from csrna.fold.pipeline import (
+    choose_structure,
+    consistency,
+    prune_terminal_pairs,
+    settings_for,
+)
+from csrna.fold.probknot import helices
 from csrna.io import pairs_from_dot_bracket
-from csrna.nuclei import NUCLEI
-from csrna.probknot import helices
+from csrna.io.nuclei import NUCLEI
 
 RT = 0.61632  # kcal/mol at 37 C
 
@@ -209,8 +209,8 @@ def helix_end_rows(results: list[dict], data: Path, scored: dict[str, Pairs]) ->
 
 def pooled_fold(task: tuple) -> tuple[str, np.ndarray, np.ndarray]:
     """One leave-one-out fold with predictions pooled over M imputations (worker process)."""
-    from csrna.csfold import residue_shift_table
-    from csrna.impute import impute_with_reference
+    from csrna.fold.impute import impute_with_reference
+    from csrna.fold.pipeline import residue_shift_table
 
     rna, data, m = task
     ens, (ref_shifts, ref_names), _ = loo_model(data, rna, 40)

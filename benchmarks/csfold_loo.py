@@ -34,19 +34,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.classifier import train_ensemble
-from csrna.csfold import (
+from csrna.fold.classifier import train_ensemble
+from csrna.fold.features import read_ss_table_0, read_ss_table_1
+from csrna.fold.folding import fold_candidates, mfe_structure
+from csrna.fold.pipeline import (
     MODES,
     choose_structure,
     classify_residues,
     impute_residues,
     settings_for,
 )
-from csrna.features import read_ss_table_0, read_ss_table_1
-from csrna.folding import fold_candidates, mfe_structure
 from csrna.grouping import group_of, identity_groups
 from csrna.io import read_shifts
-from csrna.nuclei import NUCLEI
+from csrna.io.nuclei import NUCLEI
 
 CANONICAL = {("G", "C"), ("C", "G"), ("A", "U"), ("U", "A"), ("G", "U"), ("U", "G")}
 _RENAME = {"ADE": "  A", "CYT": "  C", "GUA": "  G", "URA": "  U"}
@@ -236,7 +236,7 @@ def grid_scores(res: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         (scores (grid, RNAs, 2), baseline scores (RNAs, 2)).
     """
-    from csrna.csfold import FoldSettings
+    from csrna.fold.pipeline import FoldSettings
 
     sp = np.array([[score(choose_structure(r["candidates"], r["p_seq"],
                                            FoldSettings(prune_max=m, prune_min=a))[0],

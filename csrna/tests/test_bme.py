@@ -1,4 +1,4 @@
-"""Tests for csrna.bme (maximum-entropy reweighting) and csrna.bme_io."""
+"""Tests for csrna.ensemble.bme (maximum-entropy reweighting) and csrna.ensemble.bme_io."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
-from csrna import bme
-from csrna.bme_io import read_bme_experimental, read_bme_simulated, write_weights
+from csrna.ensemble import bme
+from csrna.ensemble.bme_io import read_bme_experimental, read_bme_simulated, write_weights
 
 DATA = Path(
     os.environ.get(

@@ -1,4 +1,4 @@
-"""Tests for csrna.network and csrna.classifier."""
+"""Tests for csrna.fold.network and csrna.fold.classifier."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from _fold_data import CS2BPS, needs_data
 
-from csrna.classifier import (
+from csrna.fold.classifier import (
     Ensemble,
     load_ensemble,
     load_reference,
     save_ensemble,
     train_ensemble,
 )
-from csrna.features import raw_features, read_ss_table_1
-from csrna.network import _gradients, init_mlp, train_mlp
+from csrna.fold.features import raw_features, read_ss_table_1
+from csrna.fold.network import _gradients, init_mlp, train_mlp
 
 
 def test_backprop_matches_finite_differences():
@@ -81,7 +81,7 @@ def test_shipped_ensemble_fits_training_table_and_retrains_reproducibly():
 @needs_data
 @pytest.mark.slow
 def test_retraining_reproduces_shipped_weights():
-    """The shipped npz is exactly what `python -m csrna.classifier` builds (float32)."""
+    """The shipped npz is exactly what `python -m csrna.fold.classifier` builds (float32)."""
     t1 = read_ss_table_1(CS2BPS / "ss_table_1.txt")
     fresh = train_ensemble(t1)
     shipped = load_ensemble()

@@ -9,7 +9,7 @@ import typer
 from _fold_data import CS2BPS, needs_data
 from typer.testing import CliRunner
 
-from csrna.cli_fold import register
+from csrna.cli.fold import register
 from csrna.io import read_ct
 
 MIR = CS2BPS / "test_miR20b"

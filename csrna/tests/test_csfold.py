@@ -1,4 +1,4 @@
-"""Tests for csrna.csfold: the published test cases and the selection rule."""
+"""Tests for csrna.fold.pipeline: the published test cases and the selection rule."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from _fold_data import CS2BPS, needs_data
 
-from csrna.classifier import load_ensemble
-from csrna.csfold import (
+from csrna.fold.classifier import load_ensemble
+from csrna.fold.folding import Candidate
+from csrna.fold.pipeline import (
     MODES,
     FoldSettings,
     check_shifts,
@@ -22,7 +23,6 @@ from csrna.csfold import (
     select_candidate,
     settings_for,
 )
-from csrna.folding import Candidate
 from csrna.io import dot_bracket, read_ct, read_fasta, read_shifts
 
 CASES = {  # shift file, reference CT, FASTA
@@ -156,7 +156,7 @@ def test_published_cases_report(published_cases, capsys):
 def published_ensemble():
     """The six published Keras networks, read with h5py."""
     pytest.importorskip("h5py")
-    from csrna.classifier import load_published_ensemble
+    from csrna.fold.classifier import load_published_ensemble
 
     return load_published_ensemble(CS2BPS / "models", CS2BPS / "ss_table_1.txt")
 

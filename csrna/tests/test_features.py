@@ -1,4 +1,4 @@
-"""Tests for csrna.features: the exact 71-feature layout of the published networks."""
+"""Tests for csrna.fold.features: the exact 71-feature layout of the published networks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from _fold_data import CS2BPS, needs_data
 
-from csrna.features import (
+from csrna.fold.features import (
     N_FEATURES,
     feature_names,
     neighbour_table,
@@ -17,7 +17,7 @@ from csrna.features import (
     scale_features,
     scaling_stats,
 )
-from csrna.nuclei import NUCLEI
+from csrna.io.nuclei import NUCLEI
 
 
 def test_feature_layout():
@@ -72,7 +72,7 @@ def test_features_reproduce_published_neighbour_table():
 def test_published_networks_pin_feature_order_and_class_meaning():
     """The published Keras networks only reproduce the labels with this exact layout."""
     pytest.importorskip("h5py")
-    from csrna.classifier import load_published_ensemble
+    from csrna.fold.classifier import load_published_ensemble
 
     t1 = read_ss_table_1(CS2BPS / "ss_table_1.txt")
     ens = load_published_ensemble(CS2BPS / "models", CS2BPS / "ss_table_1.txt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from csrna.fold_figure import plot_fold
+from csrna.fold.figure import plot_fold
 
 
 def test_plot_fold_draws_nested_and_pseudoknotted_pairs(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for csrna.folding (ViennaRNA candidates, pseudo-energies) and csrna.probknot."""
+"""Tests for csrna.fold.folding (ViennaRNA candidates, pseudo-energies) and csrna.fold.probknot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import RNA
 
-from csrna.folding import (
+from csrna.fold.folding import (
     fold_candidates,
     free_energy,
     mfe_structure,
@@ -15,8 +15,8 @@ from csrna.folding import (
     pair_probabilities,
     restrained_compound,
 )
+from csrna.fold.probknot import helices, probknot, remove_short_helices
 from csrna.io import dot_bracket, pairs_from_dot_bracket
-from csrna.probknot import helices, probknot, remove_short_helices
 
 FSW = "GGCGAUGGUGUUCGCCAUAAACGCUCUUCGGAGCUAAUGACACCUAC"
 

@@ -1,11 +1,11 @@
-"""Tests for csrna.impute (MICE with predictive mean matching)."""
+"""Tests for csrna.fold.impute (MICE with predictive mean matching)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from csrna.impute import impute_with_reference, mice_pmm
+from csrna.fold.impute import impute_with_reference, mice_pmm
 
 
 def _correlated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

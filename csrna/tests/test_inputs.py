@@ -12,8 +12,8 @@ from _fold_data import CS2BPS, needs_data
 from _star import entity_frame, entry, shift_frame
 from typer.testing import CliRunner
 
-from csrna.cli_fold import register
-from csrna.csfold import numbering_offsets, renumber
+from csrna.cli.fold import register
+from csrna.fold.pipeline import numbering_offsets, renumber
 from csrna.io import (
     clean_sequence,
     read_bpseq,
@@ -22,7 +22,7 @@ from csrna.io import (
     read_shifts,
     write_bpseq,
 )
-from csrna.referencing import apply_correction, check_referencing
+from csrna.io.referencing import apply_correction, check_referencing
 
 MIR = CS2BPS / "test_miR20b"
 MIR_SEQ = "GGUAGUUUUGGCAUGACUCUACC"

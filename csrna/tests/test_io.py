@@ -1,4 +1,4 @@
-"""Tests for csrna.io and csrna.nuclei."""
+"""Tests for csrna.io and csrna.io.nuclei."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from csrna.io import (
     write_ct,
     write_dot_bracket,
 )
-from csrna.nuclei import NUCLEI, normalise_nucleus_name, normalise_residue_name
+from csrna.io.nuclei import NUCLEI, normalise_nucleus_name, normalise_residue_name
 
 DATA = Path(os.environ.get("DIFFTM_SHARED_DATA",
                            Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))

@@ -1,11 +1,11 @@
-"""Tests for csrna.library (ViennaRNA and CT conformer libraries)."""
+"""Tests for csrna.ensemble.library (ViennaRNA and CT conformer libraries)."""
 
 from __future__ import annotations
 
 import pytest
 
+from csrna.ensemble.library import read_ct_library, sample_library
 from csrna.io import write_ct
-from csrna.library import read_ct_library, sample_library
 
 SEQ = "GGUAGUUUUGGCAUGACUCUACC"
 

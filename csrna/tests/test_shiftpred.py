@@ -1,4 +1,4 @@
-"""Tests for csrna.shiftpred (per-nucleus ridge shift predictor)."""
+"""Tests for csrna.ensemble.shiftpred (per-nucleus ridge shift predictor)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csrna import shiftpred as S
+from csrna.ensemble import shiftpred as S
 from csrna.io import read_ct
 
 DATA = Path(

@@ -1,4 +1,4 @@
-"""Tests for csrna.ss_features (SS2CS secondary-structure features)."""
+"""Tests for csrna.ensemble.ss_features (SS2CS secondary-structure features)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from csrna.ensemble.ss_features import COLUMNS, ss_features
 from csrna.io import read_ct
-from csrna.ss_features import COLUMNS, ss_features
 
 DATA = Path(
     os.environ.get(

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from csrna.cli_errors import user_errors
-from csrna.csfold import MODES, CSFoldResult, cs_fold, renumber
-from csrna.fold_figure import plot_fold
+from csrna.cli.errors import user_errors
+from csrna.fold.figure import plot_fold
+from csrna.fold.pipeline import MODES, CSFoldResult, cs_fold, renumber
 from csrna.io import (
     atomic_write_text,
     clean_sequence,
@@ -23,8 +23,8 @@ from csrna.io import (
     write_ct,
     write_dot_bracket,
 )
-from csrna.nmrstar import ShiftEntry
-from csrna.referencing import apply_correction, check_referencing, describe
+from csrna.io.nmrstar import ShiftEntry
+from csrna.io.referencing import apply_correction, check_referencing, describe
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".fas")
 #: Files written by csrna or holding structures, never read as shifts in batch mode.

@@ -1,7 +1,7 @@
 """CS-BME pipeline: predicted shifts of a library, matching to measured shifts, figures.
 
 Measured and predicted shifts are matched by (resid, nucleus) with nucleus names
-normalised (:func:`csrna.nuclei.normalise_nucleus_name`); the experimental uncertainty of
+normalised (:func:`csrna.io.nuclei.normalise_nucleus_name`); the experimental uncertainty of
 each datum is the per-nucleus CS-BME value (0.86 ppm for carbons, 0.12 ppm for protons and
 anything else), as in the reference implementation (the file's error column is not used).
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.library import Conformer
-from csrna.nuclei import normalise_nucleus_name
-from csrna.shiftpred import ShiftPredictor
-from csrna.ss_features import ss_features
+from csrna.ensemble.library import Conformer
+from csrna.ensemble.shiftpred import ShiftPredictor
+from csrna.ensemble.ss_features import ss_features
+from csrna.io.nuclei import normalise_nucleus_name
 
 #: CS-BME uncertainties (ppm) by element.
 UNCERTAINTY: dict[str, float] = {"C": 0.86, "H": 0.12}

@@ -3,7 +3,7 @@
 The shipped ensemble (``csrna/data/csfold_ensemble.npz``) was trained by
 :func:`train_ensemble` on the published table ``ss_table_1.txt`` (108 RNAs, 3,352 residues;
 class 1 = unpaired) with this package's own numpy code; rebuild it with
-``python -m csrna.classifier ss_table_1.txt ss_table_0.txt csrna/src/csrna/data``.
+``python -m csrna.fold.classifier ss_table_1.txt ss_table_0.txt csrna/src/csrna/data``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.features import (
+from csrna.fold.features import (
     N_FEATURES,
     raw_features,
     read_ss_table_0,
@@ -24,8 +24,8 @@ from csrna.features import (
     scale_features,
     scaling_stats,
 )
-from csrna.network import MLP, read_keras_h5, train_mlps
-from csrna.nuclei import NUCLEI
+from csrna.fold.network import MLP, read_keras_h5, train_mlps
+from csrna.io.nuclei import NUCLEI
 
 ENSEMBLE_FILE = "csfold_ensemble.npz"
 REFERENCE_FILE = "csfold_reference.npz"
@@ -64,8 +64,8 @@ def train_ensemble(table: pd.DataFrame, n_models: int = N_MODELS, epochs: int = 
     """Train an ensemble on a neighbour table.
 
     Args:
-        table: rows as returned by :func:`csrna.features.read_ss_table_1` (or
-            :func:`csrna.features.neighbour_table` plus a ``class`` column; 1 = unpaired).
+        table: rows as returned by :func:`csrna.fold.features.read_ss_table_1` (or
+            :func:`csrna.fold.features.neighbour_table` plus a ``class`` column; 1 = unpaired).
         n_models: ensemble size (published 6).
         epochs: epochs per network.
         seed: base seed; member k uses ``seed + k``.
@@ -162,7 +162,7 @@ def load_reference(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarr
 
 
 def main(argv: list[str]) -> None:
-    """Build the shipped files: ``python -m csrna.classifier SS_TABLE_1 SS_TABLE_0 OUTDIR``."""
+    """Build the shipped files: ``python -m csrna.fold.classifier SS_TABLE_1 SS_TABLE_0 OUTDIR``."""
     t1, t0, out = argv
     out_dir = Path(out)
     ens = train_ensemble(read_ss_table_1(t1))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from csrna import cli_ensemble, cli_fold
+from csrna.cli import ensemble as cli_ensemble
+from csrna.cli import fold as cli_fold
 
 app = typer.Typer(
     name="csrna",

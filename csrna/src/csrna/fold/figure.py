@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrna.folding import nested_part
+from csrna.fold.folding import nested_part
 from csrna.io import atomic_write, pair_table
 
 PAIRED_COLOUR = "#2b6cb0"

@@ -1,11 +1,11 @@
-"""Readers and writers for chemical shifts, sequences and secondary structures.
+"""Sequences and secondary structures: FASTA, CT, BPSEQ, dot-bracket, pair tables.
 
 Conventions used throughout csrna:
 
 * residue numbers (``resid``) and base-pair indices are 1-based, as in CT files;
 * a base pair is a tuple ``(i, j)`` with ``i < j``; pair lists are sorted;
 * residue names are one-letter codes A/C/G/U (T and CHARMM names ADE/CYT/GUA/URA are mapped);
-* nucleus names are canonical (see :func:`csrna.nuclei.normalise_nucleus_name`);
+* nucleus names are canonical (see :func:`csrna.io.nuclei.normalise_nucleus_name`);
 * shifts are in ppm; a missing error is NaN.
 """
 
@@ -15,147 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from csrna.nmrstar import ShiftEntry
-from csrna.nuclei import normalise_nucleus_name, normalise_residue_name
-
-SHIFT_COLUMNS = ["resname", "resid", "nucleus", "shift", "error"]
+from csrna.io.files import _check_file, atomic_write_text
 
 _OPEN = "([{<" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _CLOSE = ")]}>" + "abcdefghijklmnopqrstuvwxyz"
-
-
-def _check_file(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
-    text = path.read_text()
-    if not text.strip():
-        raise ValueError(f"{path}: empty {what} file")
-    return text
-
-
-def _float_or_nan(token: str, path: Path, lineno: int, what: str) -> float:
-    if token in {".", "?", "NA", "nan", "NaN", "None", ""}:
-        return float("nan")
-    try:
-        return float(token)
-    except ValueError:
-        raise ValueError(f"{path}:{lineno}: {what} {token!r} is not a number") from None
-
-
-def finish_shift_table(rows: list[tuple[str, int, str, float, float]]) -> pd.DataFrame:
-    """Long shift table (:data:`SHIFT_COLUMNS`) from ``(resname, resid, nucleus, shift, error)``
-    tuples, with integer residue numbers and float shifts/errors."""
-    df = pd.DataFrame(rows, columns=SHIFT_COLUMNS)
-    df["resid"] = df["resid"].astype(int)
-    df["shift"] = df["shift"].astype(float)
-    df["error"] = df["error"].astype(float)
-    return df
-
-
-def read_shifts(path: str | Path, entity: str | None = None,
-                shift_list: str | None = None) -> pd.DataFrame:
-    """Read a chemical-shift table (the shifts of :func:`read_shift_entry`).
-
-    Args:
-        path: shift file.
-        entity, shift_list: NMR-STAR selection, see :func:`read_shift_entry`.
-
-    Returns:
-        DataFrame with columns ``resname`` (A/C/G/U), ``resid`` (int, 1-based as in the file),
-        ``nucleus`` (canonical name), ``shift`` (ppm), ``error`` (ppm, NaN if absent), in file
-        order. Duplicate (resid, nucleus) entries are kept as read.
-    """
-    return read_shift_entry(path, entity, shift_list).shifts
-
-
-def read_shift_entry(path: str | Path, entity: str | None = None,
-                     shift_list: str | None = None) -> ShiftEntry:
-    """Read a chemical-shift file with what it says about the RNA.
-
-    Two formats are recognised from the content:
-
-    * whitespace table, one shift per line: ``resname resid nucleus shift [error]``
-      (error may be ``.``); lines starting with ``#`` are comments;
-    * BMRB NMR-STAR 3.x (``_Atom_chem_shift`` loop, read with pynmrstar): one shift list and
-      one entity are read, chosen with ``shift_list`` / ``entity`` when the entry has several
-      (see :mod:`csrna.nmrstar`); the sequence comes from the entry. NMR-STAR 2.1 is refused
-      with a clear message.
-
-    Args:
-        path: shift file.
-        entity: NMR-STAR ``Entity_ID`` (ignored for tables).
-        shift_list: NMR-STAR assigned chemical-shift list ID (ignored for tables).
-
-    Returns:
-        :class:`csrna.nmrstar.ShiftEntry` (shifts, sequence or None, notes, modified residues).
-
-    Raises:
-        FileNotFoundError: missing file.
-        ValueError: empty file, malformed line or ambiguous entry (one line naming the file).
-    """
-    from csrna.nmrstar import read_nmrstar
-
-    path = Path(path)
-    text = _check_file(path, "chemical-shift")
-    if "_Atom_chem_shift" in text or "_Chem_shift_value" in text or text.lstrip().startswith(
-        "data_"
-    ):
-        return read_nmrstar(path, text, entity, shift_list)
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        tokens = line.split()
-        if not tokens or tokens[0].startswith("#"):
-            continue
-        if len(tokens) not in (4, 5):
-            raise ValueError(
-                f"{path}:{lineno}: expected 'resname resid nucleus shift [error]', got {line!r}"
-            )
-        try:
-            resname = normalise_residue_name(tokens[0])
-        except ValueError as err:
-            raise ValueError(f"{path}:{lineno}: {err}") from None
-        try:
-            resid = int(tokens[1])
-        except ValueError:
-            raise ValueError(
-                f"{path}:{lineno}: residue number {tokens[1]!r} is not an integer"
-            ) from None
-        nucleus = normalise_nucleus_name(tokens[2])
-        shift = _float_or_nan(tokens[3], path, lineno, "shift")
-        if not np.isfinite(shift):
-            raise ValueError(f"{path}:{lineno}: missing shift value")
-        error = _float_or_nan(tokens[4], path, lineno, "error") if len(tokens) == 5 else np.nan
-        rows.append((resname, resid, nucleus, shift, error))
-    if not rows:
-        raise ValueError(f"{path}: no chemical shifts found")
-    table = finish_shift_table(rows)
-    notes = []
-    dup = int(table.duplicated(["resid", "nucleus"]).sum())
-    if dup:
-        notes.append(f"{dup} repeated (residue, nucleus) entries; their shifts are averaged")
-    return ShiftEntry(table, None, notes)
-
-
-def shifts_to_wide(shifts: pd.DataFrame, nuclei: Iterable[str]) -> pd.DataFrame:
-    """Pivot a long shift table to one row per residue and one column per nucleus.
-
-    Args:
-        shifts: table from :func:`read_shifts`.
-        nuclei: the nucleus columns wanted (others are dropped).
-
-    Returns:
-        DataFrame indexed by ``resid`` with a ``resname`` column and one float column per
-        nucleus (NaN where unmeasured); duplicates are averaged.
-    """
-    nuclei = list(nuclei)
-    sub = shifts[shifts["nucleus"].isin(nuclei)]
-    wide = sub.pivot_table(index="resid", columns="nucleus", values="shift", aggfunc="mean")
-    wide = wide.reindex(columns=nuclei)
-    names = shifts.groupby("resid")["resname"].first()
-    wide.insert(0, "resname", names.reindex(wide.index))
-    return wide
 
 
 def clean_sequence(seq: str, source: str = "sequence") -> str:
@@ -325,34 +189,6 @@ def read_bpseq(path: str | Path) -> tuple[str, list[tuple[int, int]]]:
         if j > len(rows) or partner[j - 1] != i:
             raise ValueError(f"{path}: pair {i}-{j} is not symmetric")
     return clean_sequence("".join(r[1] for r in rows), str(path)), pairs
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (temporary file in the same folder, then rename)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def atomic_write(path: str | Path, writer) -> None:
-    """Write ``path`` atomically: ``writer(tmp_path)`` writes a temporary file in the same
-    folder, which then replaces ``path`` (no partial file is left on failure).
-
-    Args:
-        path: final file.
-        writer: callable taking the temporary path (keeps ``path``'s suffix so that writers
-            choosing a format by suffix, such as matplotlib, behave the same).
-    """
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _partner_array(pairs: Iterable[tuple[int, int]], n: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 Feature vector of residue i (71 numbers, in this order):
 
 * 19 shifts of residue i-1, 19 of residue i, 19 of residue i+1 (nuclei in
-  :data:`csrna.nuclei.NUCLEI` order); when residue i-1 (i+1) has no shifts in the table
+  :data:`csrna.io.nuclei.NUCLEI` order); when residue i-1 (i+1) has no shifts in the table
   (chain end or a gap), residue i's own shifts are used instead; each of the 57 columns is
   z-scored with the mean and (n-1) standard deviation of the training table ``ss_table_1``;
 * one-hot name of residue i-1 over (A, C, G, None, U) — 'None' when i-1 is absent;
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.nuclei import NUCLEI, THREE_LETTER
+from csrna.io.nuclei import NUCLEI, THREE_LETTER
 
 N_SHIFT_FEATURES = 3 * len(NUCLEI)
 NEIGHBOUR_LEVELS = ("A", "C", "G", "None", "U")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.nuclei import normalise_nucleus_name, normalise_residue_name
+from csrna.io.nuclei import normalise_nucleus_name, normalise_residue_name
 
 #: Common modified ribonucleotides (PDB chemical component IDs) and their parent base.
 MODIFIED_PARENT: dict[str, str] = {
@@ -281,6 +281,6 @@ def read_nmrstar(path: Path, text: str, entity: str | None = None,
             if parents:
                 notes.append("modified residues folded as their parent base: "
                              + ", ".join(f"{c} {r} -> {x}" for r, c, x in parents))
-    from csrna.io import finish_shift_table
+    from csrna.io.shifts import finish_shift_table
 
     return ShiftEntry(finish_shift_table(rows), sequence, notes, mods)

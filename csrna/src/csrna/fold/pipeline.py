@@ -3,11 +3,11 @@
 Pipeline (Zhang & Frank, J Phys Chem B 2019):
 
 1. per-residue table of the 19 shifts for every residue present in the shift file; missing
-   shifts imputed by MICE-PMM against the training population (:mod:`csrna.impute`, median of
+   shifts imputed by MICE-PMM against the training population (:mod:`csrna.fold.impute`, median of
    m = 5 imputations as published);
-2. 71 features per residue and the ensemble P(unpaired) (:mod:`csrna.classifier`);
+2. 71 features per residue and the ensemble P(unpaired) (:mod:`csrna.fold.classifier`);
 3. six candidates: MFE, MEA and ProbKnot, each with and without the pseudo-energies
-   1.8 ln(P + 1) - 0.6 kcal/mol (:mod:`csrna.folding`);
+   1.8 ln(P + 1) - 0.6 kcal/mol (:mod:`csrna.fold.folding`);
 4. selection: the candidate whose paired/unpaired state agrees with the classifier
    (P > 0.6 means unpaired) on the largest fraction of residues with a prediction; ties go to
    the lowest free energy without restraints.
@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from csrna.classifier import Ensemble, load_ensemble, load_reference
-from csrna.features import neighbour_table, raw_features
-from csrna.folding import (
+from csrna.fold.classifier import Ensemble, load_ensemble, load_reference
+from csrna.fold.features import neighbour_table, raw_features
+from csrna.fold.folding import (
     PUBLISHED_INTERCEPT,
     PUBLISHED_SLOPE,
     Candidate,
@@ -44,9 +44,9 @@ from csrna.folding import (
     nested_part,
     pair_probabilities,
 )
-from csrna.impute import impute_with_reference
+from csrna.fold.impute import impute_with_reference
 from csrna.io import clean_sequence, pair_table
-from csrna.nuclei import NUCLEI, RNA_ATOMS
+from csrna.io.nuclei import NUCLEI, RNA_ATOMS
 
 UNPAIRED_THRESHOLD = 0.6
 MODES = ("published", "tuned", "conservative")
@@ -303,7 +303,7 @@ def choose_structure(candidates: list[Candidate], p_unpaired: np.ndarray,
     """Selection plus the optional tuned pruning.
 
     Args:
-        candidates: from :func:`csrna.folding.fold_candidates`.
+        candidates: from :func:`csrna.fold.folding.fold_candidates`.
         p_unpaired: (n,) P(unpaired), NaN where unknown.
         settings: mode settings.
 
@@ -359,7 +359,7 @@ def select_candidate(candidates: list[Candidate], p_unpaired: np.ndarray,
     """Pick the candidate most consistent with the classifier.
 
     Args:
-        candidates: from :func:`csrna.folding.fold_candidates`.
+        candidates: from :func:`csrna.fold.folding.fold_candidates`.
         p_unpaired: (n,) per-nucleotide P(unpaired) (NaN where unknown).
         settings: mode settings.
 

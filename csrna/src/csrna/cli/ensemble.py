@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from csrna.cli_errors import user_errors
+from csrna.cli.errors import user_errors
 
 _err = Console(stderr=True)
 _out = Console()
@@ -55,7 +55,7 @@ def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
 def _read_measured(shifts: Path, entity: str | None, shift_list: str | None,
                    reference_correct: bool):
     """Shift entry (notes and referencing check printed) and the shifts to use."""
-    from csrna.cli_fold import prepare_shifts
+    from csrna.cli.fold import prepare_shifts
     from csrna.io import read_shift_entry
 
     entry = read_shift_entry(shifts, entity, shift_list)
@@ -98,8 +98,8 @@ def reweight(
 
     Example: csrna reweight exp.dat sim.dat --theta 1 --output weights.csv
     """
-    from csrna.bme import fit
-    from csrna.bme_io import read_bme_experimental, read_bme_simulated, write_weights
+    from csrna.ensemble.bme import fit
+    from csrna.ensemble.bme_io import read_bme_experimental, read_bme_simulated, write_weights
 
     th = _parse_theta(theta)
     _refuse_existing([output], overwrite)
@@ -148,18 +148,18 @@ def bme(
     """
     import pandas as pd
 
-    from csrna.bme import fit
-    from csrna.bme_io import write_weights
-    from csrna.cli_fold import resolve_sequence
+    from csrna.cli.fold import resolve_sequence
     from csrna.ensemble import (
         match_observables,
         pair_probability_matrix,
         plot_pair_probabilities,
         predict_library,
     )
+    from csrna.ensemble.bme import fit
+    from csrna.ensemble.bme_io import write_weights
+    from csrna.ensemble.library import read_ct_library, sample_library
+    from csrna.ensemble.shiftpred import ShiftPredictor
     from csrna.io import atomic_write_text, write_bpseq, write_ct, write_dot_bracket
-    from csrna.library import read_ct_library, sample_library
-    from csrna.shiftpred import ShiftPredictor
 
     th = _parse_theta(theta)
     names_out = ["predicted_shifts.csv", "weights.csv", "library.csv", "top_structure.ct",

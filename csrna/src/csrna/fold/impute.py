@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from csrna.nuclei import RESIDUES
+from csrna.io.nuclei import RESIDUES
 
 
 def _design(values: np.ndarray, onehot: np.ndarray, j: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from csrna.nuclei import NUCLEI
+from csrna.io.nuclei import NUCLEI
 
 #: Nucleus classes checked, each referenced together in practice.
 CLASSES: dict[str, tuple[str, ...]] = {
@@ -70,7 +70,7 @@ class ClassOffset:
 
 
 def _long_training() -> pd.DataFrame:
-    from csrna.classifier import load_reference
+    from csrna.fold.classifier import load_reference
 
     shifts, names, ids = load_reference()
     df = pd.DataFrame(shifts, columns=list(NUCLEI))

@@ -1,7 +1,7 @@
 """Chemical-shift prediction from secondary structure (our SS2CS-style regressor).
 
 Design matrix (see :func:`design_matrix`): one-hot of the ten categorical
-:mod:`csrna.ss_features` columns (5 levels each: 0 = none, A, G, C, U) plus all pairwise
+:mod:`csrna.ensemble.ss_features` columns (5 levels each: 0 = none, A, G, C, U) plus all pairwise
 interactions of those one-hots (45 column pairs x 25 level pairs) and an intercept; one
 ridge regressor per nucleus (closed form, numpy), the ridge strength chosen per nucleus by
 5-fold cross-validation grouped by RNA. Trained on the SS2CS feature table
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csrna.ss_features import CATEGORICAL, ss_features
+from csrna.ensemble.ss_features import CATEGORICAL, ss_features
 
 #: Nuclei predicted, in output order.
 NUCLEI: tuple[str, ...] = (
@@ -45,7 +45,7 @@ def design_matrix(features: pd.DataFrame) -> np.ndarray:
     """Ridge design matrix from SS2CS feature rows.
 
     Args:
-        features: DataFrame with the :data:`csrna.ss_features.CATEGORICAL` columns (0..4).
+        features: DataFrame with the :data:`csrna.ensemble.ss_features.CATEGORICAL` columns (0..4).
 
     Returns:
         (n, N_DESIGN) float64: intercept, one-hots, pairwise one-hot products.

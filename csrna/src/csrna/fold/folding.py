@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import RNA
 
+from csrna.fold.probknot import probknot
 from csrna.io import dot_bracket, pairs_from_dot_bracket
-from csrna.probknot import probknot
 
 PUBLISHED_SLOPE = 1.8
 PUBLISHED_INTERCEPT = -0.6
