@@ -26,9 +26,14 @@ issue's criterion), the figure to compare with ``conservative`` held out (0.977 
    loop side), trained on the helix ends of all 108 RNAs' predicted structures with labels
    from ``ss_table_0`` (false = a nucleotide labelled unpaired), leaving each RNA out.
 
+With a cache of the grouped protocol (``csfold_loo.py --protocol grouped80``, the default)
+"leaving each RNA out" above means leaving out the RNA's whole sequence-identity group:
+held-out parameter choices are made on the other groups and the retrained models (gbt,
+pooled, helix-end) never see a near-copy of the scored RNA.
+
 Usage::
 
-    python benchmarks/csfold_alternatives.py --cache loo.pkl [--data DIR] [--skip-models]
+    python benchmarks/csfold_alternatives.py --cache grouped.pkl [--data DIR] [--skip-models]
         [--pooled 5 --workers 2]
 """
 
@@ -47,8 +52,10 @@ from csfold_loo import (
     grid_scores,
     loo_model,
     measured_shifts,
+    nested_groups,
     nested_loo,
     per_nucleotide,
+    rna_groups,
     score,
 )
 
@@ -67,6 +74,7 @@ from csrna.fold.pipeline import (
     settings_for,
 )
 from csrna.fold.probknot import helices
+from csrna.grouping import group_of
 from csrna.io import pairs_from_dot_bracket
 from csrna.io.nuclei import NUCLEI
 
@@ -124,6 +132,24 @@ def subopt_pick(r: dict, delta: float) -> Pairs:
     return prune_terminal_pairs(best, p, 0.99, 0.5)
 
 
+#: RNA -> the RNAs held out with it (itself, or its identity group); set by :func:`main`.
+HELD: dict[str, list[str]] = {}
+#: (RNAs,) group index of the scored RNAs, for the nested choices; set by :func:`main`.
+GROUP_IDS: np.ndarray | None = None
+
+
+def held_out(rna: str) -> list[str]:
+    """The RNAs left out of training when ``rna`` is scored."""
+    return HELD.get(rna, [rna])
+
+
+def nested(sp: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Held-out grid choice: leave-one-group-out (grouped cache) or leave-one-RNA-out."""
+    if GROUP_IDS is not None and len(GROUP_IDS) == sp.shape[1]:
+        return nested_groups(sp, ref, GROUP_IDS)
+    return nested_loo(sp, ref)
+
+
 def report_grid(name: str, labels: list[str], sp: np.ndarray, base: np.ndarray) -> None:
     """Print every grid point and the held-out choice."""
     for lab, s in zip(labels, sp, strict=True):
@@ -132,13 +158,14 @@ def report_grid(name: str, labels: list[str], sp: np.ndarray, base: np.ndarray) 
         print(f"{name:12s} {'held-out choice':22s} none: no grid point keeps the baseline's "
               f"sensitivity {base[:, 0].mean():.3f}")
         return
-    loo = nested_loo(sp, base).mean(axis=0)
+    loo = nested(sp, base).mean(axis=0)
     print(f"{name:12s} {'held-out choice':22s} {loo[0]:.3f} / {loo[1]:.3f}")
 
 
 def gbt_probabilities(results: list[dict],
                       data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Leave-one-RNA-out P(unpaired) of gradient-boosted trees on the cached imputed tables.
+    """Held-out P(unpaired) of gradient-boosted trees on the cached imputed tables (trained
+    without the RNA's group, :func:`held_out`).
 
     Returns:
         {RNA: (residue numbers, P(unpaired))}.
@@ -149,7 +176,7 @@ def gbt_probabilities(results: list[dict],
     out = {}
     correct = total = 0
     for r in results:
-        train = t1[t1["id"] != r["rna"]]
+        train = t1[~t1["id"].isin(held_out(r["rna"]))]
         model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)
         model.fit(raw_features(train), train["class"].to_numpy())
         table = neighbour_table(r["complete"])
@@ -212,8 +239,8 @@ def pooled_fold(task: tuple) -> tuple[str, np.ndarray, np.ndarray]:
     from csrna.fold.impute import impute_with_reference
     from csrna.fold.pipeline import residue_shift_table
 
-    rna, data, m = task
-    ens, (ref_shifts, ref_names), _ = loo_model(data, rna, 40)
+    rna, data, m, held = task
+    ens, (ref_shifts, ref_names), _ = loo_model(data, held, 40)
     table = residue_shift_table(measured_shifts(data, rna))
     imps = impute_with_reference(table[list(NUCLEI)].to_numpy(np.float64),
                                  table["resname"].to_numpy(), ref_shifts, ref_names, m=m,
@@ -255,8 +282,16 @@ def main(argv: list[str] | None = None) -> None:
                          "(retrains every fold: minutes)")
     ap.add_argument("--workers", type=int, default=2, help="processes for --pooled")
     args = ap.parse_args(argv)
+    global GROUP_IDS
     results = pd.read_pickle(args.cache)
     res = folded_full(results)
+    protocol = results[0].get("protocol", "loo")
+    groups = rna_groups(args.data, sorted(r["rna"] for r in results), protocol)
+    HELD.update({x: g for g in groups for x in g})
+    index = group_of(groups)
+    GROUP_IDS = np.array([index[r["rna"]] for r in res])
+    print(f"# protocol={protocol}: held-out choices and retrained models leave out "
+          + ("each RNA" if protocol == "loo" else "the RNA's identity group"))
     base = scores_of(res, [r["baseline"] for r in res])
     print(f"# {len(res)} fully covered RNAs; sensitivity / PPV")
     print(f"{'baseline':12s} {'ViennaRNA MFE':22s} {base[:, 0].mean():.3f} / "
@@ -294,15 +329,15 @@ def main(argv: list[str] | None = None) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.workers) as pool:
-            outs = list(pool.map(pooled_fold, [(r["rna"], args.data, args.pooled)
-                                               for r in res]))
+            tasks = [(r["rna"], args.data, args.pooled, held_out(r["rna"])) for r in res]
+            outs = list(pool.map(pooled_fold, tasks))
         scored, new = refold(res, {k: (rid, p) for k, rid, p in outs},
                              ("published", "conservative"))
         for m, s in scored.items():
             print(f"{'pooled':12s} {f'M={args.pooled} {m}':22s} {s[:, 0].mean():.3f} / "
                   f"{s[:, 1].mean():.3f}")
         sp, _ = grid_scores(new)
-        loo = nested_loo(sp, sp[-1]).mean(axis=0)
+        loo = nested(sp, sp[-1]).mean(axis=0)
         print(f"{'pooled':12s} {'pruning held out':22s} {loo[0]:.3f} / {loo[1]:.3f}")
     if args.skip_models:
         return
@@ -323,7 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     pred = np.zeros(len(rows))
     for rna in rows["rna"].unique():
         m = (rows["rna"] == rna).to_numpy()
-        model = LogisticRegression(C=0.05, max_iter=3000).fit(x[~m], y[~m])
+        trained = ~rows["rna"].isin(held_out(rna)).to_numpy()
+        model = LogisticRegression(C=0.05, max_iter=3000).fit(x[trained], y[trained])
         pred[m] = model.predict_proba(x[m])[:, 1]
     sc = rows["scored"].to_numpy()
     print(f"helix-end    {len(rows)} helix ends ({y.mean():.2f} false); held-out AUC "

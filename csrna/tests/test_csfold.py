@@ -236,7 +236,8 @@ def test_loo_benchmark_smoke(capsys, tmp_path):
     csfold_alternatives.main(["--cache", str(cache), "--skip-models",
                               "--data", str(CS2BPS.parents[1])])
     out = capsys.readouterr().out
-    assert out.startswith("# 3 fully covered RNAs") and "oracle" in out, out
+    assert out.startswith("# protocol=grouped80") and "# 3 fully covered RNAs" in out, out
+    assert "oracle" in out, out
 
 
 def test_paired_gain_interval_excludes_zero_only_for_a_consistent_gain():
