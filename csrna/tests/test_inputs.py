@@ -266,3 +266,25 @@ def test_annotate_reads_entity_and_refuses_overwrite(tmp_path):
     assert {"pucker", "pucker_probability"} <= set(header)
     res = runner.invoke(csrna_app, ["annotate", str(star), "--entity", "1", "--output", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
+
+
+def test_cli_two_shift_lists_refused_naming_them(app, tmp_path):
+    text = entry(entity_frame(1, "rna", ["G", "C"]),
+                 shift_frame(1, [(1, 1, 1, "G", "H8", 7.9), (1, 1, 2, "C", "H5", 5.2)]),
+                 shift_frame(2, [(1, 1, 1, "G", "H8", 7.5)]))
+    p = tmp_path / "lists.str"
+    p.write_text(text)
+    res = _run(app, [p, "--output", tmp_path / "o.ct"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "--list" in lines[0]
+    assert "assigned_chem_shift_list_1" in lines[0] and "assigned_chem_shift_list_2" in lines[0]
+
+
+def test_bme_refuses_an_ambiguous_entry(tmp_path):
+    from csrna.cli import app as csrna_app
+
+    p = _two_entities(tmp_path)
+    res = CliRunner().invoke(csrna_app, ["bme", str(p), "--output", str(tmp_path / "o")])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "--entity" in lines[0]
+    assert not (tmp_path / "o").exists()
