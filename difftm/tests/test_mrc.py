@@ -131,3 +131,43 @@ def test_zero_voxel_size_flagged(tmp_path):
         mrc.voxel_size = 0.0
     image = read_mrc(path)
     assert image.pixel_size == 1.0 and not image.pixel_size_calibrated
+
+
+@pytest.mark.parametrize("order", [(2, 1, 3), (3, 1, 2), (2, 3, 1)])
+def test_axis_order_in_the_header_is_honoured(tmp_path, order):
+    """A volume stored with columns/rows/sections along other axes reads back as [z, y, x]."""
+    import mrcfile
+
+    rng = np.random.default_rng(0)
+    vol = rng.standard_normal((4, 5, 6)).astype(np.float32)  # [z, y, x]
+    # array axes of the file are (sections, rows, columns) = axes (maps, mapr, mapc)
+    along = (order[2], order[1], order[0])
+    stored = np.ascontiguousarray(vol.transpose([3 - a for a in along]))
+    path = tmp_path / "perm.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(stored)
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = order
+        mrc.voxel_size = 2.0
+    np.testing.assert_array_equal(read_mrc(path).data, vol)
+
+
+def test_impossible_axis_order_is_refused(tmp_path):
+    import mrcfile
+
+    path = tmp_path / "bad_axes.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((3, 4), dtype=np.float32))
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = (1, 1, 3)
+    with pytest.raises(ValueError, match="axis order"):
+        read_mrc(path)
+
+
+def test_image_stored_transposed_reads_as_y_x(tmp_path):
+    import mrcfile
+
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)  # [y, x]
+    path = tmp_path / "t.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.ascontiguousarray(img.T))  # columns run along y
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = (2, 1, 3)
+    np.testing.assert_array_equal(read_mrc(path).data, img)

@@ -4,6 +4,8 @@ Reading is permissive (old headers, e.g. pre-MRC2014 files from motion-correctio
 are common) and then validated here, so that a bad file gives one line that names it:
 missing, truncated, not an MRC file, complex data, NaN/inf values. Data come back as float32
 arrays indexed [y, x] (2D) or [z, y, x] (3D); a single section (nz = 1) is returned as 2D.
+Files whose header assigns the columns, rows and sections to other axes (mapc/mapr/maps not
+1, 2, 3) are reordered to that convention; an impossible assignment is refused.
 
 Pixel size: the header voxel size (cell / grid) in Angstrom, x axis. A header that carries no
 calibration (voxel size 0, or exactly 1.0 with the cell equal to the grid, which is what many
@@ -116,6 +118,29 @@ def _pixel_size(header, path: Path) -> tuple[float, bool, list[str]]:
     return float(sx), True, notes
 
 
+def _standard_axis_order(data: np.ndarray, header, shape: tuple[int, int, int],
+                         path: Path) -> np.ndarray:
+    """Reorder data stored with other axis assignments (mapc/mapr/maps) to [z, y, x].
+
+    The file's columns, rows and sections run along the axes ``mapc``, ``mapr`` and ``maps``
+    (1 = x, 2 = y, 3 = z). Most files use 1, 2, 3; some programs write volumes in another
+    order. An unset order (0, 0, 0; old headers) is taken as 1, 2, 3.
+
+    Raises:
+        ValueError: the three values are not a permutation of 1, 2, 3 (one line).
+    """
+    order = (int(header.mapc), int(header.mapr), int(header.maps))
+    if order in ((1, 2, 3), (0, 0, 0)):
+        return data
+    if sorted(order) != [1, 2, 3]:
+        raise ValueError(f"{path}: invalid axis order mapc/mapr/maps = {order} in the header "
+                         "(expected a permutation of 1, 2, 3)")
+    cube = data.reshape(shape)  # [sections, rows, columns]
+    along = (order[2], order[1], order[0])  # axis number of array axes 0, 1, 2
+    perm = [along.index(a) for a in (3, 2, 1)]
+    return np.ascontiguousarray(cube.transpose(perm))
+
+
 def _expected_data_bytes(header) -> int:
     mode = int(header.mode)
     if mode not in _REAL_MODES:
@@ -197,10 +222,11 @@ def read_mrc(path: str | os.PathLike, allow_nonfinite: bool = False) -> MrcImage
             reason = notes[0] if notes else "no data block"
             raise ValueError(f"{path}: not a readable MRC file ({reason})")
         data = np.asarray(mrc.data, dtype=np.float32).copy()
+        data = _standard_axis_order(data, header, (nz, ny, nx), path)
         pixel_size, calibrated, more = _pixel_size(header, path)
         is_stack = bool(nz > 1 and int(header.ispg) == 0)
         nversion = int(header.nversion)
-    if nz == 1 and data.ndim == 3:
+    if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     notes = [n for n in notes if n] + more
     bad = int(np.count_nonzero(~np.isfinite(data)))
