@@ -1,10 +1,11 @@
 """Planted-particle and pure-noise search cases built through the physics path.
 
 A case simulates a template from a real atomic model (:func:`simulate_template`), plants
-copies of it into a micrograph (:func:`simulate_micrograph`: real-space projection,
-per-particle CTF, Poisson counts), writes both as MRC files, runs the search engine with its
-own Fourier-slice templates, calls particles and scores them against the truth. The search
-never sees the simulator's projections, so the test covers the whole chain.
+copies of the model into a micrograph (:func:`simulate_micrograph`: exact projections of the
+atoms with the displaced solvent, per-particle CTF in a padded box, Poisson counts), writes
+both as MRC files, runs the search engine with its own Fourier-slice templates, calls
+particles and scores them against the truth. The search never sees the simulator's
+projections, so the test covers the whole chain.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def template(target: Target) -> np.ndarray:
     return vol.cpu().numpy().astype(np.float32)
 
 
+@functools.lru_cache(maxsize=4)
+def atoms(target: Target):
+    """The target's atomic model (the simulator projects its atoms exactly)."""
+    from difftm.io.models import load_model
+
+    return load_model(model_path(target.model))
+
+
 def background_image() -> np.ndarray:
     """The real micrograph background (Ucsf_stack_1142_DW.mrc) or skip with the reason."""
     path = shared_data_dir() / "micrographs" / "Ucsf_stack_1142_DW.mrc"
@@ -100,7 +109,7 @@ def run_case(
     vol = template(target)
     sim = simulate_micrograph(torch.from_numpy(vol), target.pixel_size, shape, n_particles,
                               defocus, fluence=fluence, defocus_spread=defocus_spread,
-                              background=background, seed=seed)
+                              background=background, seed=seed, atoms=atoms(target))
     folder.mkdir(parents=True, exist_ok=True)
     mic, tpl = folder / "mic.mrc", folder / "tpl.mrc"
     write_mrc(mic, sim.image, target.pixel_size, overwrite=True)

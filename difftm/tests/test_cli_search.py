@@ -89,13 +89,14 @@ def test_search_bad_inputs_exit_with_one_line(tmp_path):
 def test_kill_dash_nine_then_resume_gives_identical_results(tmp_path):
     image, vol, _ = _planted(tmp_path, seed=6)
     mic, tpl = write_inputs(tmp_path, image, vol, 2.0)
+    # a finer in-plane step (about 2,800 positions in chunks of 32) so the run outlives the kill
+    extra = ("--batch-size", "4", "--chunk-batches", "2", "--in-plane-step", "6")
     ref = tmp_path / "ref"
-    res = runner.invoke(app, _search_args(mic, tpl, ref, "--batch-size", "4",
-                                          "--chunk-batches", "2"))
+    res = runner.invoke(app, _search_args(mic, tpl, ref, *extra))
     assert res.exit_code == 0, res.output
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "difftm.cli.main",
-           *_search_args(mic, tpl, out, "--batch-size", "4", "--chunk-batches", "2")]
+           *_search_args(mic, tpl, out, *extra)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
@@ -107,8 +108,7 @@ def test_kill_dash_nine_then_resume_gives_identical_results(tmp_path):
     proc.wait()
     assert killed, "search finished before it could be killed; make it longer"
     assert not (out / "results.npz").exists()
-    res = runner.invoke(app, _search_args(mic, tpl, out, "--batch-size", "4",
-                                          "--chunk-batches", "2"))
+    res = runner.invoke(app, _search_args(mic, tpl, out, *extra))
     assert res.exit_code == 0, res.output
     a, b = load_results(ref), load_results(out)
     assert b.metadata["timings"]["resumed_from"] > 0

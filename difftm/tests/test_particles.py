@@ -60,3 +60,27 @@ def test_star_tables_hold_called_particles_only(result):
     assert len(particles) == int(table["called"].sum())
     assert set(particles["rlnMicrographName"]) == {"mic.mrc"}
     assert float(optics["rlnImagePixelSize"].iloc[0]) == 2.0
+
+
+def test_defaults_snr_metric_and_suppression_from_the_template_extent(tmp_path):
+    from difftm.search.particles import DEFAULT_METRIC, SUPPRESSION_DIAMETERS
+
+    image, vol, _ = _planted(tmp_path, seed=22, amplitude=12.0)
+    mic, tpl = write_inputs(tmp_path, image, vol, 2.0)
+    res = run_search(_config(tmp_path, mic, tpl, "d", batch_size=16, phase_shift=30.0,
+                             ctf_bfactor=40.0))
+    md = res.metadata
+    assert 0 < md["template_diameter_px"] <= md["box"]
+    table, summary = call_particles(res)
+    assert summary.metric == DEFAULT_METRIC == "snr"
+    peaks = table[["y", "x"]].to_numpy(float)
+    d = np.hypot(*(peaks[:, None, :] - peaks[None, :, :]).transpose(2, 0, 1))
+    d[np.diag_indices(len(peaks))] = np.inf
+    # no two candidates closer than the suppression radius derived from the template
+    assert d.min() >= SUPPRESSION_DIAMETERS * md["template_diameter_px"]
+    # the CTF's phase shift and B-factor reach the RELION table
+    _, particles = particles_star_tables(table, res, "m.mrc")
+    assert len(particles) > 0
+    assert (particles["rlnPhaseShift"] == 30.0).all()
+    assert (particles["rlnCtfBfactor"] == 40.0).all()
+    assert md["phase_shift"] == 30.0 and md["ctf_bfactor"] == 40.0

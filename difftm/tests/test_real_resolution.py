@@ -182,3 +182,53 @@ def test_threshold_counts_every_defocus_plane(defocus_case):
     assert summary.thresholds["snr"] == pytest.approx(expected, abs=1e-9)
     assert summary.thresholds["snr"] > erfc_threshold(md["valid_pixels"],
                                                       md["n_orientations"], 1.0) + 0.1
+
+
+def test_simulated_contrast_integral_counts_atoms_minus_displaced_solvent():
+    """Units of the faithful route: the image integral of the contrast is the CTF's
+    zero-frequency value (-A) x 2 sigma_e x the projected potential's integral, which is
+    47.878 sum f_e(0) minus V_w x 1.229 A^3/Da x the mass (V*A^3), divided by the pixel area
+    (the exposure envelope leaves the zero frequency alone)."""
+    from difftm.io.models import molecular_mass_da
+    from difftm.physics.electron import interaction_constant
+
+    name, px = "1ubi.pdb.gz", 1.5
+    atoms = _model(name)
+    vol = _template(name, px)
+    s = simulate_micrograph(vol, px, (256, 256), 1, 9000.0, fluence=30.0, seed=2,
+                            shot_noise=False, amplitude_contrast=0.1, atoms=atoms,
+                            exposure="dose-weighted")
+    contrast = s.noiseless.astype(np.float64) / s.params["mean_counts"] - 1.0
+    integral = potential_integral(atoms) - WATER_POTENTIAL_V * 1.229 * molecular_mass_da(atoms)
+    expected = -2.0 * 0.1 * interaction_constant(300.0) * integral / px**2
+    assert contrast.sum() == pytest.approx(expected, rel=0.01)
+    assert s.params["projection"] == "atoms" and s.params["exposure"] == "dose-weighted"
+
+
+def test_cli_simulate_micrograph_from_the_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from difftm.cli.main import app
+
+    runner = CliRunner()
+    tpl = tmp_path / "t.mrc"
+    model = str(model_path("1ubi.pdb.gz"))
+    res = runner.invoke(app, ["simulate", "template", model, "--pixel-size", "1.5",
+                              "-o", str(tpl)])
+    assert res.exit_code == 0, res.output
+    mic = tmp_path / "m.mrc"
+    res = runner.invoke(app, ["simulate", "micrograph", str(tpl), "-o", str(mic), "--truth",
+                              str(tmp_path / "t.star"), "--shape", "160", "160",
+                              "--n-particles", "1", "--defocus", "9000", "--fluence", "30",
+                              "--model", model, "--exposure", "summed"])
+    assert res.exit_code == 0, res.output
+    params = json.loads(mic.with_suffix(".json").read_text())
+    assert params["projection"] == "atoms" and params["exposure"] == "summed"
+    assert params["solvent_potential"] == pytest.approx(3.5)
+    res = runner.invoke(app, ["simulate", "micrograph", str(tpl), "-o", str(tmp_path / "x.mrc"),
+                              "--truth", str(tmp_path / "x.star"), "--shape", "160", "160",
+                              "--n-particles", "1", "--defocus", "9000", "--fluence", "30",
+                              "--exposure", "weighted"])
+    assert res.exit_code == 2 and "--exposure must be one of" in res.output

@@ -98,6 +98,7 @@ def run_demo(output: Path, settings: DemoSettings | None = None, log: Log = prin
     import torch
 
     from difftm.io.cache import fetch_model
+    from difftm.io.models import load_model
     from difftm.io.mrc import read_mrc, write_mrc
     from difftm.io.star import write_particles_star
     from difftm.search.config import SearchConfig
@@ -120,6 +121,7 @@ def run_demo(output: Path, settings: DemoSettings | None = None, log: Log = prin
         vol = simulate_template(model, pixel_size=s.pixel_size, box=s.box)
         write_mrc(tpl_path, vol.cpu().numpy(), s.pixel_size, overwrite=True)
     volume = torch.as_tensor(read_mrc(tpl_path).data)
+    atoms = load_model(model)  # particles are projected exactly from the atoms
     scenarios: list[tuple[str, np.ndarray | None]] = [("shot_noise", None)]
     bg_path = find_background(log)
     if bg_path is not None:
@@ -133,7 +135,7 @@ def run_demo(output: Path, settings: DemoSettings | None = None, log: Log = prin
             f"{s.n_particles} particles, fluence {s.fluence} e/A^2, defocus {s.defocus} A")
         sim = simulate_micrograph(
             volume, s.pixel_size, s.shape, s.n_particles, s.defocus, fluence=s.fluence,
-            background=background, seed=s.seed + i)
+            background=background, seed=s.seed + i, atoms=atoms)
         mic_path = folder / "micrograph.mrc"
         write_mrc(mic_path, sim.image, s.pixel_size, overwrite=True)
         sim.truth.to_csv(folder / "truth.csv", index=False)
@@ -144,8 +146,8 @@ def run_demo(output: Path, settings: DemoSettings | None = None, log: Log = prin
             lowpass=s.lowpass, device=s.device, overwrite=True)
         log(f"[{name}] searching")
         result = run_search(cfg, progress=_progress_printer(log))
-        # a strong particle has secondary correlation peaks out to about its radius
-        table, call = call_particles(result, metric="zscore", min_distance=0.6 * s.box)
+        # the defaults of `difftm peaks` (SNR, suppression radius from the template's extent)
+        table, call = call_particles(result)
         called = table[table["called"]].reset_index(drop=True)
         optics, particles = particles_star_tables(table, result, str(mic_path))
         write_particles_star(folder / "particles.star", particles, optics, overwrite=True)

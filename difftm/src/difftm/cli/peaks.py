@@ -18,16 +18,20 @@ def _peaks(
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Particle table to write (.star); a .csv is written beside it.")],
     metric: Annotated[str, typer.Option(
-        help="Decision rule: zscore (erfc threshold), snr (erfc threshold on the MIP), "
-             "pvalue (-ln p of SNR and z-score combined), gev (extreme-value fit).")] = "zscore",
+        help="Decision rule: snr (the 2DTM SNR, i.e. the MIP in noise sigmas; erfc "
+             "threshold), zscore (per-pixel z-score, erfc threshold; saturates on strong "
+             "particles), pvalue (-ln p of SNR and z-score combined), gev (extreme-value fit "
+             "to the z-scores).")] = "snr",
     threshold: Annotated[str, typer.Option(
         "--threshold", "--cutoff",
         help="Cutoff of the chosen metric, or 'auto' (erfc/GEV threshold for "
              "--n-false-positives; -ln p >= 8 for pvalue).")] = "auto",
     n_false_positives: Annotated[float, typer.Option(
         help="Expected false positives per micrograph for automatic thresholds.")] = 1.0,
-    min_distance: Annotated[float, typer.Option(
-        help="Suppress peaks closer than this many pixels to a stronger one.")] = 10.0,
+    min_distance: Annotated[str, typer.Option(
+        help="Suppress peaks closer than this many pixels to a stronger one, or 'auto' "
+             "(0.7 template diameters: a strong particle's side maxima reach about half its "
+             "diameter).")] = "auto",
     border: Annotated[int | None, typer.Option(
         help="Exclude peaks within this many pixels of the edge [template half-box].")] = None,
     pvalue_region: Annotated[str, typer.Option(
@@ -59,6 +63,16 @@ def _peaks(
             cutoff = float(threshold)
         except ValueError:
             raise ValueError(f"--threshold must be 'auto' or a number, got {threshold!r}") from None
+    if min_distance.strip().lower() == "auto":
+        distance = None
+    else:
+        try:
+            distance = float(min_distance)
+        except ValueError:
+            raise ValueError(
+                f"--min-distance must be 'auto' or a number, got {min_distance!r}") from None
+        if not (distance >= 0 and distance < float("inf")):
+            raise ValueError(f"--min-distance must be a finite number >= 0, got {min_distance}")
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     if not Path(results).is_dir():
@@ -69,10 +83,12 @@ def _peaks(
     result = load_results(results)
     table, summary = call_particles(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
-        min_distance=min_distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
+        min_distance=distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
         pvalue_candidates=pvalue_candidates)  # type: ignore[arg-type]
+    merit = {"pvalue": "neg_log_p", "gev": "zscore"}.get(metric, metric)
     optics, particles = particles_star_tables(
-        table, result, micrograph_name=str(result.metadata.get("micrograph", "")))
+        table, result, micrograph_name=str(result.metadata.get("micrograph", "")),
+        figure_of_merit=merit)
     write_particles_star(output, particles, optics, overwrite=overwrite)
     with atomic_output(csv_path, overwrite=overwrite) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

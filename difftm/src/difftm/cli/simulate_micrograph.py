@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +58,17 @@ def _micrograph(
     shot_noise: Annotated[bool, typer.Option(
         "--shot-noise/--no-shot-noise", help="Draw Poisson counts (off: expected counts).")
     ] = True,
+    model: Annotated[Path | None, typer.Option(
+        help="The atomic model TEMPLATE was made from (PDB/mmCIF): particles are then "
+        "projected exactly from its atoms (no voxel grid or interpolation) with the solvent "
+        "they displace, centred where the template's header says (the centre of mass for "
+        "templates without one). Without it the template volume is projected.")] = None,
+    solvent_potential: Annotated[float, typer.Option(
+        help="Mean inner potential (V) of the solvent the molecule displaces, with --model "
+        "(3.5 = vitreous ice; 0 = vacuum).")] = 3.5,
+    exposure: Annotated[str, typer.Option(
+        help="Radiation-damage envelope of the particles: none, summed (a plain frame sum "
+        "over the fluence) or dose-weighted (a dose-weighted sum).")] = "none",
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     threads: ThreadsOption = None,
     overwrite: Annotated[bool, typer.Option(
@@ -68,12 +80,13 @@ def _micrograph(
 
     Also writes the simulation parameters as JSON next to the micrograph (OUTPUT, suffix
     .json)."""
+    import numpy as np
     import torch
 
     from difftm.io.atomic import atomic_output, check_writable
     from difftm.io.mrc import read_mrc, write_mrc
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
-    from difftm.simulate.micrograph import simulate_micrograph
+    from difftm.simulate.micrograph import EXPOSURE_MODES, simulate_micrograph
     from difftm.threads import apply_threads
 
     params_path = output.with_suffix(".json")
@@ -95,6 +108,20 @@ def _micrograph(
         raise ValueError(
             f"{template}: pixel size {vol.pixel_size:.4g} A in the header does not match "
             f"--pixel-size {pixel_size:.4g} A (resample the template or fix its header)")
+    if exposure not in EXPOSURE_MODES:
+        raise ValueError(f"--exposure must be one of {', '.join(EXPOSURE_MODES)}, got "
+                         f"{exposure!r}")
+    if not (math.isfinite(solvent_potential) and solvent_potential >= 0):
+        raise ValueError(f"--solvent-potential must be a finite number >= 0 V, got "
+                         f"{solvent_potential}")
+    atoms, centre = None, None
+    if model is not None:
+        from difftm.io.models import load_model
+        from difftm.simulate.template import recorded_template_centre
+
+        atoms = load_model(model)
+        recorded = recorded_template_centre(template)
+        centre = None if recorded is None else np.asarray(recorded)
     bg = None
     if background is not None:
         bg_image = read_mrc(background)
@@ -116,7 +143,8 @@ def _micrograph(
             fluence=fluence, defocus_spread=defocus_spread, astigmatism=astigmatism,
             astigmatism_angle=astigmatism_angle, background=bg,
             background_scale=background_scale, seed=seed, min_separation=min_separation,
-            shot_noise=shot_noise, device=device, progress=progress,
+            shot_noise=shot_noise, device=device, progress=progress, atoms=atoms,
+            centre=centre, solvent_potential=solvent_potential, exposure=exposure,
         )
     finally:
         reporter.close()
@@ -128,6 +156,7 @@ def _micrograph(
                                amplitude_contrast=amplitude_contrast)
     params = sim.params | {
         "template": str(template),
+        "model_file": str(model) if model is not None else None,
         "background_file": str(background) if background is not None else None,
         "output": str(output),
         "truth": str(truth),

@@ -26,6 +26,8 @@ rlnCoordinateX, Y           particle centre in micrograph pixels, x = column,
 rlnAngleRot, Tilt, Psi      ZYZ Euler angles, degrees, RELION convention
 rlnDefocusU, V              Angstrom, positive = underfocus
 rlnDefocusAngle             degrees, astigmatism angle from the x axis
+rlnPhaseShift               degrees, phase-plate phase shift of the CTF
+rlnCtfBfactor               A^2, envelope B-factor of the CTF
 rlnOpticsGroup              row of ``data_optics``
 rlnMicrographName           micrograph file the particle was found in
 rlnAutopickFigureOfMerit    the score used to select the particle (a copy of
@@ -99,6 +101,8 @@ PLAIN_TO_STAR: dict[str, str] = {
     "defocus_u": "rlnDefocusU",
     "defocus_v": "rlnDefocusV",
     "defocus_angle": "rlnDefocusAngle",
+    "phase_shift": "rlnPhaseShift",
+    "ctf_bfactor": "rlnCtfBfactor",
     "optics_group": "rlnOpticsGroup",
     "micrograph": "rlnMicrographName",
     "figure_of_merit": "rlnAutopickFigureOfMerit",

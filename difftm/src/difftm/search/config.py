@@ -33,6 +33,8 @@ class SearchConfig(BaseModel):
     defocus_v: float | None = Field(None, description="Defocus V in Angstrom (default: U).")
     defocus_angle: float = Field(0.0, description="Astigmatism angle in degrees.")
     phase_shift: float = Field(0.0, description="Phase-plate phase shift in degrees.")
+    ctf_bfactor: float = Field(
+        0.0, ge=0, description="CTF envelope B-factor (A^2) applied to the templates.")
     out_of_plane_step: float = Field(2.5, gt=0, le=90, description="Out-of-plane step, deg.")
     in_plane_step: float = Field(1.5, gt=0, le=180, description="In-plane step, degrees.")
     symmetry: str = Field("C1", description="Template point-group symmetry (Cn, Dn, T, O, I).")

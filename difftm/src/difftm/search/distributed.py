@@ -28,6 +28,7 @@ from difftm.search.checkpoint import atomic_save
 from difftm.search.config import SearchConfig
 from difftm.search.engine import resolve_pixel_size, run_metadata, write_config
 from difftm.search.results import BUNDLE_NAME, SearchResult, load_results
+from difftm.simulate.micrograph import template_diameter
 from difftm.threads import available_cores
 
 PARTS_DIR = "parts"
@@ -156,6 +157,7 @@ def run_search_distributed(
             acc.merge(Accumulator.from_numpy({n: data[n] for n in data.files}))
             part_seconds += float(data["seconds"]) if "seconds" in data.files else 0.0
     result = finalize(acc, cfg, angles, offsets, box, fingerprint, template_size=padded,
+                      template_diameter_px=template_diameter(torch.as_tensor(volume)),
                       timings={"seconds": part_seconds,
                                "seconds_this_run": time.perf_counter() - t0,
                                "parts": len(ranges), "parts_this_run": len(todo),

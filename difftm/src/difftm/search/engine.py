@@ -41,6 +41,7 @@ from difftm.search.results import (
     load_results,
     result_fingerprint,
 )
+from difftm.simulate.micrograph import template_diameter
 
 #: Files a search owns in its output folder (others are never touched).
 OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml") + tuple(
@@ -244,6 +245,7 @@ def run_search(
     elapsed = time.perf_counter() - t0
     result = finalize(acc, cfg, angles, offsets, box, fingerprint,
                       template_size=correlator.template_size,
+                      template_diameter_px=template_diameter(torch.as_tensor(volume)),
                       timings={"seconds": earlier + elapsed, "seconds_this_run": elapsed,
                                "resumed_from": start, "batch_size": batch,
                                "device": str(device), "threads": torch.get_num_threads()})
@@ -362,6 +364,7 @@ def build_correlator(
     ctf_params = dict(
         defocus_angle=cfg.defocus_angle, voltage_kv=cfg.voltage, cs_mm=cfg.cs,
         amplitude_contrast=cfg.amplitude_contrast, phase_shift_deg=cfg.phase_shift,
+        b_factor=cfg.ctf_bfactor,
     )
     return Correlator(prepared, projector, rotations, offsets, filt, ctf_params,
                       cfg.defocus_u, cfg.defocus_v_resolved)
@@ -376,6 +379,7 @@ def finalize(
     fingerprint: str,
     timings: dict | None = None,
     template_size: int | None = None,
+    template_diameter_px: float | None = None,
 ) -> SearchResult:
     """Turn an accumulator into SNR, flat-field SNR, mean, sigma, z-score and pose maps."""
     n_def = int(offsets.numel())
@@ -420,6 +424,8 @@ def finalize(
         "defocus_offsets": [float(x) for x in offsets],
         "box": box,
         "template_padded_box": int(template_size or box),
+        # extent of the template's support (sets the default peak suppression radius)
+        "template_diameter_px": float(template_diameter_px or box),
         "border_low": lo,
         "border_high": hi,
         "valid_pixels": n_valid,
@@ -431,6 +437,8 @@ def finalize(
         "voltage": cfg.voltage,
         "cs": cfg.cs,
         "amplitude_contrast": cfg.amplitude_contrast,
+        "phase_shift": cfg.phase_shift,
+        "ctf_bfactor": cfg.ctf_bfactor,
         "symmetry": cfg.symmetry,
         "out_of_plane_step": cfg.out_of_plane_step,
         "in_plane_step": cfg.in_plane_step,

@@ -1,11 +1,21 @@
 """From search maps to a particle table: candidates, every metric, and the decision.
 
-Candidates are the local maxima of the score map (z-score by default; the SNR map for the
-``snr`` metric) after greedy suppression within ``min_distance`` pixels and outside a border
-(the template half-box by default). For every candidate the table carries all metrics:
-2DTM SNR, flat-field SNR, z-score, local mean and sigma, -ln p of the 2DTM p-value (fitted
-on all candidates, region q1 or q3) and the decisions of the erfc, GEV and p-value rules.
-The chosen metric's decision selects the rows written as particles.
+Candidates are the local maxima of the chosen metric's map (the SNR map for ``snr``, the
+default; the z-score map for ``zscore``, ``pvalue`` and ``gev``) after greedy suppression
+within ``min_distance`` pixels (default: :data:`SUPPRESSION_DIAMETERS` template diameters,
+because a strong particle's correlation footprint has side maxima above the threshold out to
+about half its diameter) and outside a border (the template half-box by default). For every
+candidate the table carries all metrics: 2DTM SNR, flat-field SNR, z-score, local mean and
+sigma, -ln p of the 2DTM p-value (fitted on all candidates, region q1 or q3) and the
+decisions of the erfc, GEV and p-value rules. The chosen metric's decision selects the rows
+written as particles.
+
+Why the SNR is the default: the z-score saturates on strong particles (at pixels a particle
+covers, many wrong orientations still correlate with it, so the per-pixel mean and sigma over
+the search grow with the signal: measured SNR 29.9, mean 3.6, sigma 3.5, z 7.4), and on
+coarse searches with a matched low-pass it stays near 4-5 whatever the SNR; with the
+suppression radius scaled to the template the SNR's side lobes no longer count as
+particles (benchmarks/detection_matrix.py, docs/STATISTICS.md).
 """
 
 from __future__ import annotations
@@ -18,8 +28,19 @@ import pandas as pd
 
 from difftm.search.results import SearchResult
 
-Metric = Literal["zscore", "snr", "pvalue", "gev"]
-METRICS: tuple[str, ...] = ("zscore", "snr", "pvalue", "gev")
+Metric = Literal["snr", "zscore", "pvalue", "gev"]
+METRICS: tuple[str, ...] = ("snr", "zscore", "pvalue", "gev")
+#: The default decision rule.
+DEFAULT_METRIC = "snr"
+#: Default peak suppression radius, in template diameters.
+SUPPRESSION_DIAMETERS = 0.7
+
+
+def default_min_distance(result: SearchResult) -> float:
+    """Suppression radius (px) for a search: 0.7 template diameters (metadata of the run;
+    runs made before it was recorded use the template box)."""
+    md = result.metadata
+    return SUPPRESSION_DIAMETERS * float(md.get("template_diameter_px") or md["box"])
 
 
 @dataclass
@@ -41,10 +62,10 @@ class CallSummary:
 
 def call_particles(
     result: SearchResult,
-    metric: Metric = "zscore",
+    metric: Metric = DEFAULT_METRIC,
     cutoff: float | None = None,
     n_false_positives: float = 1.0,
-    min_distance: float = 10.0,
+    min_distance: float | None = None,
     border: int | None = None,
     pvalue_region: Literal["q1", "q3"] = "q1",
     pvalue_cutoff: float = 8.0,
@@ -55,10 +76,10 @@ def call_particles(
     Args:
         result: a finished search.
         metric: which decision selects the particles.
-        cutoff: threshold of the chosen metric (None: the erfc threshold for z-score and
-            SNR, the GEV threshold for gev, ``pvalue_cutoff`` for pvalue).
+        cutoff: threshold of the chosen metric (None: the erfc threshold for SNR and
+            z-score, the GEV threshold for gev, ``pvalue_cutoff`` for pvalue).
         n_false_positives: expected false positives per micrograph for automatic cutoffs.
-        min_distance: suppression radius in pixels.
+        min_distance: suppression radius in pixels (None: :func:`default_min_distance`).
         border: pixels excluded at the edges (None: the template half-box).
         pvalue_region: region of the p-value (q1: both positive; q3: either positive).
         pvalue_cutoff: default -ln p cutoff.
@@ -85,8 +106,10 @@ def call_particles(
     n_pix = int(md["valid_pixels"])
     n_search = int(md["n_search"])
     t_erfc = erfc_threshold(n_pix, n_search, n_false_positives)
-    score_name = "snr" if metric == "snr" else "zscore"
-    score = np.where(valid, maps[score_name], np.nan)
+    if min_distance is None:
+        min_distance = default_min_distance(result)
+    score_map = maps["snr"] if metric == "snr" else maps["zscore"]
+    score = np.where(valid, score_map, np.nan)
     yx = pick_peaks(score, -np.inf, min_distance=min_distance, border=border)
     y, x = yx[:, 0].astype(int), yx[:, 1].astype(int)
     table = pd.DataFrame({"y": y, "x": x})
@@ -115,7 +138,7 @@ def call_particles(
                                             region=pvalue_region)
     else:
         table["neg_log_p"] = np.nan
-    thresholds = {"zscore": t_erfc, "snr": t_erfc, "gev": t_gev, "pvalue": pvalue_cutoff}
+    thresholds = {"snr": t_erfc, "zscore": t_erfc, "gev": t_gev, "pvalue": pvalue_cutoff}
     if cutoff is not None:
         thresholds[metric] = float(cutoff)
     table["called_zscore"] = table["zscore"] >= thresholds["zscore"]
@@ -134,9 +157,14 @@ def call_particles(
 
 
 def particles_star_tables(
-    table: pd.DataFrame, result: SearchResult, micrograph_name: str
+    table: pd.DataFrame, result: SearchResult, micrograph_name: str,
+    figure_of_merit: str = DEFAULT_METRIC,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """RELION optics and particles tables for the called rows of ``table``."""
+    """RELION optics and particles tables for the called rows of ``table``.
+
+    ``figure_of_merit`` names the score column copied to ``rlnAutopickFigureOfMerit`` (the
+    metric that called the particles; -ln p for ``pvalue``, the z-score for ``gev``).
+    """
     from difftm.io.star import make_optics_table, make_particles_table
 
     md = result.metadata
@@ -150,6 +178,8 @@ def particles_star_tables(
         "psi": called["psi"].to_numpy(),
         "defocus_u": called["defocus_u"].to_numpy(), "defocus_v": called["defocus_v"].to_numpy(),
         "defocus_angle": called["defocus_angle"].to_numpy(),
+        "phase_shift": np.full(len(called), float(md.get("phase_shift", 0.0))),
+        "ctf_bfactor": np.full(len(called), float(md.get("ctf_bfactor", 0.0))),
         "snr": called["snr"].to_numpy(), "zscore": called["zscore"].to_numpy(),
         "mean": called["mean"].to_numpy(), "sigma": called["sigma"].to_numpy(),
         "neg_log_p": called["neg_log_p"].to_numpy(),
@@ -157,5 +187,5 @@ def particles_star_tables(
         "difftmSNRFlatField": called["snr_flatfield"].to_numpy(),
     }
     particles = make_particles_table(cols, micrograph_name=micrograph_name,
-                                     pixel_size=md["pixel_size"], figure_of_merit="zscore")
+                                     pixel_size=md["pixel_size"], figure_of_merit=figure_of_merit)
     return optics, particles
