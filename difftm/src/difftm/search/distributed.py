@@ -16,6 +16,7 @@ dask-jobqueue on SLURM: ``tcp://10.0.0.5:8786``).
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from difftm.search.accumulator import Accumulator, aligned_span
+from difftm.search.accumulator import BLOCK, Accumulator, aligned_span
 from difftm.search.checkpoint import atomic_save
 from difftm.search.config import SearchConfig
-from difftm.search.engine import resolve_pixel_size, run_metadata, write_config
+from difftm.search.engine import (
+    check_still_ours,
+    resolve_pixel_size,
+    run_metadata,
+    write_config,
+)
+from difftm.search.preprocess import fast_shape
 from difftm.search.results import BUNDLE_NAME, SearchResult, load_results
 from difftm.simulate.micrograph import template_diameter
 from difftm.threads import available_cores
@@ -63,8 +70,57 @@ def search_part(config: dict, start: int, stop: int, batch: int, device: str,
     return arrays
 
 
-def _part_path(out: Path, k: int, fingerprint: str) -> Path:
-    return out / PARTS_DIR / f"part_{k:05d}_{fingerprint}.npz"
+def _part_path(out: Path, start: int, stop: int, fingerprint: str) -> Path:
+    """File of the finished part ``[start, stop)`` of the search ``fingerprint``: keyed by
+    its index range, so that parts cut differently (another --n-parts or batch size) are
+    never mistaken for each other."""
+    return out / PARTS_DIR / f"part_{start:010d}_{stop:010d}_{fingerprint}.npz"
+
+
+_PART_RE = re.compile(r"part_(\d{10})_(\d{10})_([0-9a-f]+)\.npz")
+
+
+def finished_parts(out: Path, fingerprint: str, n_search: int) -> list[tuple[int, int]]:
+    """Index ranges of the finished parts of search ``fingerprint`` saved under ``out``
+    (only ranges that start on an accumulator block boundary and lie inside the search)."""
+    found = []
+    for path in (Path(out) / PARTS_DIR).glob("part_*.npz"):
+        m = _PART_RE.fullmatch(path.name)
+        if m is None or m.group(3) != fingerprint:
+            continue
+        start, stop = int(m.group(1)), int(m.group(2))
+        if start % BLOCK == 0 and start < stop <= n_search:
+            found.append((start, stop))
+    return sorted(found)
+
+
+def plan_parts(n_search: int, per_part: int, finished: list[tuple[int, int]]
+               ) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
+    """Cut ``[0, n_search)`` into parts, reusing finished ones.
+
+    Finished ranges that do not overlap an earlier chosen one are kept (earliest start
+    first, longest first); the gaps are cut into parts of ``per_part`` indices from the
+    gap's start (a block boundary, so maps stay bit-identical).
+
+    Returns:
+        ``(ranges, reused)``: all parts in index order, and the subset already finished.
+    """
+    reused: list[tuple[int, int]] = []
+    end = 0
+    for start, stop in sorted(finished, key=lambda r: (r[0], -r[1])):
+        if start >= end:
+            reused.append((start, stop))
+            end = stop
+    ranges: list[tuple[int, int]] = []
+    pos = 0
+    for start, stop in [*reused, (n_search, n_search)]:
+        while pos < start:
+            ranges.append((pos, min(start, pos + per_part)))
+            pos = ranges[-1][1]
+        if stop > start:
+            ranges.append((start, stop))
+        pos = max(pos, stop)
+    return ranges, set(reused)
 
 
 def run_search_distributed(
@@ -86,7 +142,18 @@ def run_search_distributed(
 
     Returns:
         The finished result, also written to ``cfg.output`` like :func:`run_search`.
+
+    Raises:
+        FileExistsError: another search holds the output folder (its lock), or the folder
+            holds another run's results.
     """
+    from difftm.search.lock import OutputLock
+
+    with OutputLock(cfg.output, "search"):
+        return _run_locked(cfg, scheduler, n_parts, n_workers, progress)
+
+
+def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
     from difftm.search.device import plan_batch_size, resolve_device
     from difftm.search.engine import (
         _load_inputs,
@@ -107,8 +174,8 @@ def run_search_distributed(
     n_search = int(angles.shape[0]) * int(offsets.numel())
     box = int(volume.shape[0])
     device = resolve_device(cfg.device)
-    padded = template_size(cfg, box, image.shape, offsets)
-    batch = cfg.batch_size or plan_batch_size(image.shape, padded, device)
+    padded = template_size(cfg, box, fast_shape(image.shape), offsets)
+    batch = cfg.batch_size or plan_batch_size(fast_shape(image.shape), padded, device)
     n_gpu = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_workers is None:
         n_workers = max(1, n_gpu or (available_cores() // 2) or 1)
@@ -118,7 +185,8 @@ def run_search_distributed(
     n_parts = n_parts or max(1, 4 * n_workers)
     # parts start on accumulator block boundaries: bit-identical to a single run
     per_part = aligned_span(batch, math.ceil(n_search / n_parts))
-    ranges = [(s, min(n_search, s + per_part)) for s in range(0, n_search, per_part)]
+    # finished parts of an earlier run are reused whatever --n-parts or batch cut them
+    ranges, reused = plan_parts(n_search, per_part, finished_parts(out, fingerprint, n_search))
     (out / PARTS_DIR).mkdir(exist_ok=True)
     write_config(out, cfg)
     config = cfg.model_dump(mode="json")
@@ -128,18 +196,19 @@ def run_search_distributed(
             return "cpu"
         return f"cuda:{k % max(n_gpu, 1)}" if scheduler == "local" else str(device)
 
-    todo = [k for k in range(len(ranges)) if not _part_path(out, k, fingerprint).exists()]
+    todo = [k for k in range(len(ranges)) if ranges[k] not in reused]
     if threads is None and len(todo) < len(ranges):  # in process, resuming: same threads as
         # the finished parts (CPU FFTs round differently for other thread counts)
         first = next(k for k in range(len(ranges)) if k not in todo)
-        with np.load(_part_path(out, first, fingerprint)) as data:
+        with np.load(_part_path(out, *ranges[first], fingerprint)) as data:
             threads = int(data["threads"]) if "threads" in data.files else None
     t0 = time.perf_counter()
     done = len(ranges) - len(todo)
 
     def save(k: int, arrays: dict) -> None:
         nonlocal done
-        atomic_save(_part_path(out, k, fingerprint), lambda fh: np.savez(fh, **arrays))
+        atomic_save(_part_path(out, *ranges[k], fingerprint),
+                    lambda fh: np.savez(fh, **arrays))
         done += 1
         if progress is not None:
             progress(done, len(ranges), time.perf_counter() - t0)
@@ -150,23 +219,32 @@ def run_search_distributed(
     else:
         _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
                      threads)
-    acc = Accumulator.empty(image.shape, "cpu")
+    acc = Accumulator.empty(fast_shape(image.shape), "cpu")
     part_seconds = 0.0
     for k in range(len(ranges)):
-        with np.load(_part_path(out, k, fingerprint)) as data:
-            acc.merge(Accumulator.from_numpy({n: data[n] for n in data.files}))
+        with np.load(_part_path(out, *ranges[k], fingerprint)) as data:
+            part = Accumulator.from_numpy({n: data[n] for n in data.files})
+            if part.count != ranges[k][1] - ranges[k][0]:
+                raise ValueError(f"{_part_path(out, *ranges[k], fingerprint)}: holds "
+                                 f"{part.count} search positions, expected "
+                                 f"{ranges[k][1] - ranges[k][0]}; remove it and run again")
+            acc.merge(part)
             part_seconds += float(data["seconds"]) if "seconds" in data.files else 0.0
+    if acc.count != n_search:  # never report a search done that is not
+        raise ValueError(f"{out}: parts cover {acc.count} of {n_search} search positions")
     result = finalize(acc, cfg, angles, offsets, box, fingerprint, template_size=padded,
                       template_diameter_px=template_diameter(torch.as_tensor(volume)),
+                      image_shape=tuple(image.shape),
                       timings={"seconds": part_seconds,
                                "seconds_this_run": time.perf_counter() - t0,
                                "parts": len(ranges), "parts_this_run": len(todo),
                                "scheduler": scheduler or "in-process", "batch_size": batch,
                                "threads_per_part": threads or torch.get_num_threads()})
     result.metadata.update(run_metadata(cfg, threads or torch.get_num_threads()))
+    check_still_ours(out, fingerprint)
     result.save(out)
-    for k in range(len(ranges)):
-        _part_path(out, k, fingerprint).unlink(missing_ok=True)
+    for part in (out / PARTS_DIR).glob(f"part_*_{fingerprint}.npz"):
+        part.unlink(missing_ok=True)  # also parts of other cuts that were not used
     return result
 
 

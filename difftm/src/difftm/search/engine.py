@@ -152,6 +152,10 @@ def prepare_output(cfg: SearchConfig, fingerprint: str) -> None:
             (out / name).unlink(missing_ok=True)
         for part in (out / "parts").glob("part_*.npz"):
             part.unlink()
+    # temporaries of writers killed mid-write (callers hold the folder's lock)
+    from difftm.search.lock import remove_stale_temporaries
+
+    remove_stale_temporaries(out, OWNED_FILES)
 
 
 def _folder_fingerprint(out: Path) -> str | None:
@@ -175,6 +179,28 @@ def run_search(
     on_plan: Callable[[SearchPlan], None] | None = None,
 ) -> SearchResult:
     """Run (or resume, or just reload) the search described by ``cfg``.
+
+    The output folder is locked for the whole run (:class:`~difftm.search.lock.OutputLock`):
+    a second search into the same folder is refused in one line while this one runs.
+    Arguments and return value: see :func:`_run_search_locked`.
+
+    Raises:
+        FileExistsError: another live search holds the folder, or it holds another run's
+            results (without ``overwrite``).
+    """
+    from difftm.search.lock import OutputLock
+
+    with OutputLock(cfg.output, "search"):
+        return _run_search_locked(cfg, progress, stop_after_chunks, on_plan)
+
+
+def _run_search_locked(
+    cfg: SearchConfig,
+    progress: ProgressCallback | None = None,
+    stop_after_chunks: int | None = None,
+    on_plan: Callable[[SearchPlan], None] | None = None,
+) -> SearchResult:
+    """Run (or resume, or just reload) the search described by ``cfg`` (folder locked).
 
     Args:
         cfg: the validated configuration.
@@ -246,13 +272,31 @@ def run_search(
     result = finalize(acc, cfg, angles, offsets, box, fingerprint,
                       template_size=correlator.template_size,
                       template_diameter_px=template_diameter(torch.as_tensor(volume)),
+                      image_shape=correlator.image_shape,
                       timings={"seconds": earlier + elapsed, "seconds_this_run": elapsed,
                                "resumed_from": start, "batch_size": batch,
                                "device": str(device), "threads": torch.get_num_threads()})
     result.metadata.update(run_metadata(cfg, torch.get_num_threads()))
+    check_still_ours(out, fingerprint)
     result.save(out)
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return result
+
+
+def check_still_ours(out: Path, fingerprint: str) -> None:
+    """Refuse to write results over a folder that now holds another run's files.
+
+    The lock keeps difftm searches out; this catches anything else that replaced the
+    configuration or checkpoint while the search ran.
+
+    Raises:
+        FileExistsError: the folder's fingerprint is no longer ``fingerprint``.
+    """
+    theirs = _folder_fingerprint(Path(out))
+    if theirs is not None and theirs != fingerprint:
+        raise FileExistsError(
+            f"{out}: another run's files appeared in this folder during the search; results "
+            "not written (run the command again, with another --output)")
 
 
 def write_config(out: Path, cfg: SearchConfig) -> None:
@@ -380,22 +424,28 @@ def finalize(
     timings: dict | None = None,
     template_size: int | None = None,
     template_diameter_px: float | None = None,
+    image_shape: tuple[int, int] | None = None,
 ) -> SearchResult:
-    """Turn an accumulator into SNR, flat-field SNR, mean, sigma, z-score and pose maps."""
+    """Turn an accumulator into SNR, flat-field SNR, mean, sigma, z-score and pose maps.
+
+    ``image_shape`` is the micrograph's own shape when the search ran on a copy padded to
+    fast FFT sizes (:func:`difftm.search.preprocess.fast_shape`): the maps are cropped to it.
+    """
     n_def = int(offsets.numel())
-    mean, sigma = acc.mean_sigma()
-    best = acc.best.double()
-    h, w = acc.shape
+    h, w = image_shape or acc.shape
+    mean, sigma = (m[:h, :w] for m in acc.mean_sigma())
+    best = acc.best.double()[:h, :w]
+    best_index_all = acc.best_index[:h, :w]
     lo, hi = box // 2, box - 1 - box // 2
     valid = torch.zeros((h, w), dtype=torch.bool, device=best.device)
     valid[lo : h - hi, lo : w - hi] = True
     n_valid = int(valid.sum())
-    total, total_sq = acc.sums()
+    total, total_sq = (m[:h, :w] for m in acc.sums())
     g_mean = float(total[valid].sum() / (acc.count * n_valid))
     g_var = float(total_sq[valid].sum() / (acc.count * n_valid)) - g_mean**2
     g_sd = math.sqrt(max(g_var, 1e-30))
     zscore = (best - mean) / sigma.clamp_min(1e-12)
-    idx = acc.best_index.clamp_min(0).cpu()
+    idx = best_index_all.clamp_min(0).cpu()
     orient = torch.div(idx, n_def, rounding_mode="floor")
     plane = idx - orient * n_def
     eul = angles.to(torch.float64)[orient]
@@ -415,7 +465,7 @@ def finalize(
     for name, m in maps_t.items():
         m = m.cpu().to(torch.float64)
         maps[name] = torch.where(valid_cpu, m, torch.zeros_like(m)).numpy().astype(np.float32)
-    best_index = torch.where(valid_cpu, acc.best_index.cpu(), -1).numpy()
+    best_index = torch.where(valid_cpu, best_index_all.cpu(), -1).numpy()
     metadata = {
         "pixel_size": cfg.pixel_size,
         "n_search": acc.count,
