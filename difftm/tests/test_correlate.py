@@ -24,7 +24,7 @@ def _correlator(image, volume, tmp_path, steps=(30.0, 30.0), offsets=(0.0,), whi
 
 @pytest.mark.parametrize("padding", ["none", "auto"])
 def test_cc_matches_brute_force_correlation_with_centre_convention(tmp_path, padding):
-    h, w = 40, 46
+    h, w = 40, 42  # fast FFT sizes: the prepared image is not padded
     image = white_noise((h, w), seed=3)
     vol = blob_volume(12, seed=1)
     corr = _correlator(image, vol, tmp_path, whiten=False, padding=padding)
@@ -58,7 +58,8 @@ def test_template_is_normalised_and_found_at_its_centre(tmp_path):
     t = corr.templates(idx)[0].double().numpy()
     d = corr.template_size
     assert d > 24  # CTF-filtered in a padded box
-    n = h * w
+    assert corr.shape == (96, 112) and corr.image_shape == (96, 110)  # 110 = 2 x 5 x 11
+    n = corr.shape[0] * corr.shape[1]  # unit norm over the (FFT-padded) correlation grid
     assert abs((t**2).sum() - t.sum() ** 2 / n - 1.0) < 1e-5
     # plant the template into an otherwise empty image: the peak sits at the centre pixel
     image = np.zeros((h, w), dtype=np.float32)
@@ -91,5 +92,5 @@ def test_transposed_and_standard_layouts_agree(tmp_path):
     a = corr.correlate(idx)
     corr.set_layout("standard")
     b = corr.correlate(idx)
-    assert a.shape == b.shape == (12, h, w)
+    assert a.shape == b.shape == (12, *corr.shape)
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5)

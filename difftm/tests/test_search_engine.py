@@ -147,3 +147,34 @@ def test_empty_orientation_grid_is_an_error(tmp_path, monkeypatch):
     mic, tpl = write_inputs(tmp_path, white_noise((64, 64), 0), blob_volume(24), PX)
     with pytest.raises(ValueError, match="orientation grid is empty"):
         run_search(_config(tmp_path, mic, tpl, "empty"))
+
+
+def test_slow_fft_sizes_are_padded_and_maps_keep_the_micrograph_shape(tmp_path):
+    """127 x 178 (prime, 2 x 89) is searched on a 128 x 180 grid whose padding is seeded
+    white noise: the maps have the micrograph's shape, the planted templates are found where
+    they are, and noise correlations keep zero mean and unit variance up to the edges."""
+    from difftm.search.preprocess import fast_shape
+
+    shape = (127, 178)
+    assert fast_shape(shape) == (128, 180)
+    image, vol, _ = _planted(tmp_path, shape=shape, seed=3)
+    mic, tpl = write_inputs(tmp_path, image, vol, PX)
+    res = run_search(_config(tmp_path, mic, tpl, "slow", batch_size=7))
+    assert res.maps["snr"].shape == shape and res.best_index.shape == shape
+    for (y, x), idx in PLANTS:
+        assert res.best_index[y, x] == idx
+        win = res.maps["snr"][y - 3 : y + 4, x - 3 : x + 4]
+        assert win.max() == res.maps["snr"][y, x] > 15
+    # pure noise of the same slow size: unit-variance correlations everywhere in the image
+    noise = white_noise(shape, seed=8)
+    cfg = SearchConfig(micrograph=tmp_path / "n.mrc", template=tmp_path / "t.mrc",
+                       output=tmp_path / "n", pixel_size=PX, defocus_u=9000.0)
+    corr = build_correlator(cfg, noise, vol, orientation_grid(40.0, 40.0),
+                            torch.zeros(1, dtype=torch.float64), torch.device("cpu"))
+    assert corr.shape == (128, 180) and corr.image_shape == shape
+    cc = corr.correlate(torch.arange(0, 96))[:, : shape[0], : shape[1]].double()
+    assert abs(float(cc.mean())) < 0.05 and abs(float(cc.std()) - 1.0) < 0.05
+    # next to the padded edges (templates overhang into the fill): still unit variance; the
+    # mean of these few correlated pixels is noisier
+    edge = torch.cat([cc[:, :, -6:].reshape(-1), cc[:, -6:, :].reshape(-1)])
+    assert abs(float(edge.std()) - 1.0) < 0.08 and abs(float(edge.mean())) < 0.25

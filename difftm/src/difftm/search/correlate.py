@@ -127,12 +127,15 @@ class Correlator:
         #: box P in which templates are CTF-filtered and correlated (P >= D)
         self.template_size = int(template_filter.shape[0])
         h, w = prepared.shape
+        #: shape of the correlation maps (the micrograph padded to fast FFT sizes)
         self.shape = (h, w)
+        #: shape of the micrograph itself (the top-left block of the maps)
+        self.image_shape = tuple(prepared.image_shape or prepared.shape)
         d = self.template_size
         if self.box > h or self.box > w:
             raise ValueError(
                 f"micrograph {h}x{w} px is smaller than the template box {self.box} px")
-        if d < self.box or d > min(h, w):
+        if d < self.box or d > max(min(h, w), self.box):
             raise ValueError(f"padded template box {d} px must lie between the template box "
                              f"{self.box} px and the micrograph size {min(h, w)} px")
         offsets = defocus_offsets.to(self.device, torch.float32)

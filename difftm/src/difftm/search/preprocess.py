@@ -24,7 +24,9 @@ class PreparedMicrograph:
 
     Attributes:
         spectrum: (H, W//2+1) complex64, whitened, unit-variance, DC zeroed.
-        shape: (H, W) of the real-space image.
+        shape: (H, W) of the real-space image the spectrum describes: the micrograph padded
+            to fast FFT sizes (see :func:`fast_shape`).
+        image_shape: (H0, W0) of the micrograph itself (the top-left block of ``shape``).
         pixel_size: Angstrom per pixel.
         whitening_freq: (n_bins,) bin centres of the whitening curve in 1/A.
         whitening: (n_bins,) filter values 1/sqrt(radial power), normalised to the scaling
@@ -38,6 +40,7 @@ class PreparedMicrograph:
     whitening_freq: torch.Tensor
     whitening: torch.Tensor
     n_clamped: int
+    image_shape: tuple[int, int] | None = None
 
     def whitening_on_grid(self, k: torch.Tensor) -> torch.Tensor:
         """Evaluate the whitening curve at spatial frequencies ``k`` (1/A), any shape.
@@ -79,12 +82,27 @@ def radial_bins(shape: tuple[int, int], device: torch.device | str | None = None
     return torch.round(r).to(torch.int64)
 
 
+#: Seed of the noise that fills the padding of micrographs with slow FFT sizes.
+PAD_NOISE_SEED = 20141
+#: Prime factors of fast FFT sizes for this purpose. Sizes like 4092 = 4 x 3 x 11 x 31 (K3)
+#: are padded.
+_FAST = (2, 3, 5, 7)
+
+
+def fast_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """The smallest (H, W) >= ``shape`` whose sizes have no prime factor above 7."""
+    from difftm.fourier.padding import next_fast_size
+
+    return next_fast_size(int(shape[0])), next_fast_size(int(shape[1]))
+
+
 def prepare_micrograph(
     image: np.ndarray | torch.Tensor,
     pixel_size: float,
     device: torch.device | str = "cpu",
     outlier_sigma: float = 5.0,
     whiten: bool = True,
+    pad_to_fast: bool = True,
 ) -> PreparedMicrograph:
     """Clamp outliers, FFT, zero the DC term, whiten and scale a micrograph.
 
@@ -95,6 +113,9 @@ def prepare_micrograph(
         outlier_sigma: clamp threshold in standard deviations.
         whiten: divide by the square root of the radially averaged power spectrum; if False
             only a global scale is applied (unit variance).
+        pad_to_fast: pad sizes with prime factors above 7 (e.g. K3's 4092) to fast FFT
+            sizes after whitening, filling the padding with seeded unit white noise; the
+            search maps are cropped back to the micrograph.
 
     Returns:
         A :class:`PreparedMicrograph`.
@@ -139,13 +160,26 @@ def prepare_micrograph(
     spec = spec * filt[bins]
     spec[0, 0] = 0
     freq = torch.arange(n_bins, dtype=torch.float64, device=device) / (max(h, w) * pixel_size)
+    padded = fast_shape((h, w)) if pad_to_fast else (h, w)
+    if padded != (h, w):
+        # The whitened image has unit variance per pixel; unit white noise in the padding
+        # keeps every correlation's statistics those of the unpadded image (a template that
+        # overhangs the edge sees noise of the same spectrum instead of the image's other
+        # side), so no searched pixel changes its noise distribution. Seeded: deterministic.
+        white = torch.fft.irfft2(spec, s=(h, w))
+        gen = torch.Generator(device="cpu").manual_seed(PAD_NOISE_SEED)
+        fill = torch.randn(padded, generator=gen, dtype=torch.float64).to(device)
+        fill[:h, :w] = white
+        spec = torch.fft.rfft2(fill)
+        spec[0, 0] = 0
     return PreparedMicrograph(
         spectrum=spec.to(torch.complex64),
-        shape=(h, w),
+        shape=padded,
         pixel_size=float(pixel_size),
         whitening_freq=freq,
         whitening=filt,
         n_clamped=n_clamped,
+        image_shape=(h, w),
     )
 
 
