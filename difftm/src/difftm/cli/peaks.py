@@ -14,9 +14,13 @@ console = Console(stderr=True)
 
 
 def _peaks(
-    results: Annotated[Path, typer.Argument(help="Output folder of `difftm search`.")],
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", help="Particle table to write (.star); a .csv is written beside it.")],
+    results: Annotated[Path, typer.Argument(
+        help="Output folder of `difftm search` (one micrograph, or a dataset searched with "
+             "--micrographs).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Particle table to write (.star); a .csv is written beside it "
+        "[required for one micrograph; for a dataset: DIR/particles.star, plus "
+        "DIR/<micrograph>/particles.star for each micrograph].")] = None,
     metric: Annotated[str, typer.Option(
         help="Decision rule: snr (the 2DTM SNR, i.e. the MIP in noise sigmas; erfc "
              "threshold), zscore (per-pixel z-score, erfc threshold; saturates on strong "
@@ -50,6 +54,8 @@ def _peaks(
 
     Every candidate gets every metric (SNR, z-score, flat-field SNR, -ln p, local mean and
     sigma) as columns of the CSV; the STAR file holds the particles called by --metric.
+    For a dataset folder: per-micrograph and combined STAR files (rlnMicrographName per
+    particle, the optics of the input) and a dataset report (particles.html).
     """
     from difftm.io.atomic import atomic_output, check_writable
     from difftm.io.star import write_particles_star
@@ -77,6 +83,25 @@ def _peaks(
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     if not Path(results).is_dir():
         raise FileNotFoundError(f"{results}: not a search output folder")
+    from difftm.dataset.run import MANIFEST_NAME
+
+    if (Path(results) / MANIFEST_NAME).is_file():
+        from difftm.dataset.combine import dataset_particles
+
+        written = dataset_particles(
+            Path(results), output, metric=metric, cutoff=cutoff,
+            n_false_positives=n_false_positives, min_distance=distance, border=border,
+            pvalue_region=pvalue_region, pvalue_candidates=pvalue_candidates, report=report,
+            overwrite=overwrite)
+        console.print(written.line(), highlight=False, soft_wrap=True)
+        if written.html is not None:
+            console.print(f"report: {written.html}", highlight=False, soft_wrap=True)
+        console.print(f"wrote {written.totals['particles']} particles to {written.star} "
+                      f"(per micrograph: {Path(results)}/<micrograph>/particles.star) and all "
+                      f"candidates to {written.csv}", highlight=False, soft_wrap=True)
+        return
+    if output is None:
+        raise ValueError("give --output, the particle STAR file to write")
     csv_path = Path(output).with_suffix(".csv")
     check_writable(output, overwrite)
     check_writable(csv_path, overwrite)

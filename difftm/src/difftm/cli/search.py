@@ -86,13 +86,28 @@ def _search(
     n_workers: Annotated[int | None, typer.Option(
         help="Workers of a local Dask cluster [GPUs, or cores / 2].")] = None,
     n_parts: Annotated[int | None, typer.Option(
-        help="Parts of a distributed search [4 per worker].")] = None,
+        help="Parts of a distributed search [4 per worker]. With --micrographs: cut every "
+             "micrograph into this many orientation parts (the tasks) [whole micrographs "
+             "are the tasks].")] = None,
+    micrographs: Annotated[str | None, typer.Option(
+        "--micrographs", help="Search a dataset: a RELION micrographs_ctf.star (CTF per "
+        "micrograph, optics per group), or a quoted glob such as 'mics/*.mrc' with one CTF "
+        "(--defocus-u ...) or, without it, the CTFFIND4/5 output beside each micrograph "
+        "(<stem>.txt, <stem>_ctf.txt, <stem>_diag.txt). Give only TEMPLATE as argument; "
+        "--output gets one sub-folder per micrograph and dataset.yaml. Running the same "
+        "command again skips finished micrographs and resumes partial ones.")] = None,
+    project_dir: Annotated[Path | None, typer.Option(
+        help="RELION project folder that relative micrograph names in the STAR file refer "
+             "to [the STAR file's folder, its parent or grandparent, or the current folder: "
+             "the first where the file exists].")] = None,
 ) -> None:
-    """Search a micrograph for a template over orientations and defocus planes.
+    """Search a micrograph (or a dataset) for a template over orientations and defocus.
 
     Writes SNR (MIP), z-score, mean, sigma, flat-field SNR and best-pose maps as MRC, a
     results.npz bundle and the resolved config.yaml into --output. The run checkpoints as it
     goes: after a crash, run the same command again to resume. Then call `difftm peaks`.
+    With --micrographs, every micrograph is searched with its own CTF into its own
+    sub-folder of --output (docs/SCALING.md for clusters).
     """
     from difftm.search.config import load_config
     from difftm.search.engine import SearchPlan, run_search
@@ -110,6 +125,11 @@ def _search(
     overrides.update(orientations=orientations, projector_oversampling=projector_oversampling,
                      gridding_correction=gridding_correction, threads=threads,
                      template_padding=template_padding)
+    if micrographs is not None:
+        if micrograph is not None and template is not None:
+            raise ValueError("with --micrographs give only the TEMPLATE argument")
+        _search_dataset(micrographs, template or micrograph, config, overrides, project_dir)
+        return
     cfg = load_config(config, overrides)
     for path in (cfg.micrograph, cfg.template):
         if not path.is_file():
@@ -181,6 +201,86 @@ def _run_distributed(cfg):
                                       n_workers=cfg.n_workers, progress=on_progress)
     finally:
         reporter.close()
+
+
+def _search_dataset(spec: str, template: Path | None, config: Path | None, overrides: dict,
+                    project_dir: Path | None) -> None:
+    """``difftm search --micrographs``: every micrograph of a dataset (difftm.dataset.run)."""
+    from difftm.dataset.inputs import read_micrographs
+    from difftm.dataset.run import build_dataset, run_dataset
+    from difftm.search.config import merge_settings
+    from difftm.threads import apply_threads
+
+    settings = merge_settings(config, {**overrides, "template": template})
+    if settings.get("template") is None:
+        raise ValueError("give the TEMPLATE argument (or template: in --config)")
+    if settings.get("output") is None:
+        raise ValueError("give --output, the dataset folder")
+    if not Path(settings["template"]).is_file():
+        raise FileNotFoundError(f"{settings['template']}: file not found")
+    ctf_keys = ("defocus_u", "defocus_v", "defocus_angle", "phase_shift", "ctf_bfactor")
+    cli_ctf = {k: overrides.get(k) for k in ctf_keys if overrides.get(k) is not None}
+    if spec.endswith(".star") and {"defocus_u", "defocus_v", "defocus_angle"} & set(cli_ctf):
+        raise ValueError(f"{spec}: the CTF of every micrograph comes from this STAR file; "
+                         "drop --defocus-u/--defocus-v/--defocus-angle")
+    ctf = cli_ctf if "defocus_u" in cli_ctf else None
+    entries, optics = read_micrographs(spec, ctf, project_dir)
+    for key in ("micrograph", *ctf_keys[:3]):
+        settings.pop(key, None)
+    if ctf is None:  # each micrograph's own CTF; phase shift / B-factor from the CLI if any
+        settings.update({k: v for k, v in cli_ctf.items() if k in ctf_keys[3:]})
+    output = Path(settings["output"])
+    job = build_dataset(entries, settings, output, optics, source=spec)
+    scheduler = None if settings.get("scheduler") in (None, "none") else settings["scheduler"]
+    if scheduler is None:
+        n_threads, reason = apply_threads(settings.get("threads"))
+        note = f"{n_threads} CPU thread{'s' if n_threads != 1 else ''} ({reason})"
+    else:
+        note = f"{settings.get('threads') or 1} CPU thread(s) per Dask worker, {scheduler}"
+    n = len(entries)
+    console.print(f"dataset: {n} micrograph{'s' if n != 1 else ''} from {spec} into {output}, "
+                  f"{note}", highlight=False, soft_wrap=True)
+    dataset = progress_reporter(console, "dataset", n, unit="micrographs/s")
+    dataset.begin(0)
+    current: dict = {}
+    done = {"n": 0}
+
+    def on_start(i: int) -> None:
+        current["reporter"] = None
+        current["label"] = f"[{i + 1}/{n}] {job.folders[i]}"
+
+    def on_progress(i: int, d: int, total: int, seconds: float) -> None:
+        if current.get("reporter") is None:
+            current["reporter"] = progress_reporter(  # in logs: a line per quarter
+                console, current.get("label", "search"), total, unit="positions/s",
+                transient=True, fraction_step=0.25)
+        current["reporter"].update(d)
+
+    def on_done(i: int, row: dict) -> None:
+        if current.get("reporter") is not None:
+            current["reporter"].close()
+            current["reporter"] = None
+        done["n"] += 1
+        what = {"skipped": "already done", "searched": "searched"}.get(row["status"], "")
+        resumed = f", resumed at {row['resumed_from']:,}" if row.get("resumed_from") else ""
+        console.print(f"[{done['n']}/{n}] {entries[i].name}: {what}{resumed}, "
+                      f"{row['seconds']:.1f} s, max SNR {row['max_snr']:.2f}",
+                      highlight=False, soft_wrap=True)
+        dataset.update(done["n"])
+
+    try:
+        status = run_dataset(job, scheduler=scheduler, n_workers=settings.get("n_workers"),
+                             n_parts=settings.get("n_parts"), threads=settings.get("threads"),
+                             overwrite=bool(settings.get("overwrite")), on_start=on_start,
+                             on_done=on_done, on_progress=on_progress)
+    finally:
+        if current.get("reporter") is not None:
+            current["reporter"].close()
+        dataset.close()
+    skipped = sum(1 for r in status.values() if r["status"] == "skipped")
+    console.print(f"done: {n} micrographs ({n - skipped} searched now, {skipped} already "
+                  f"done); results in {output}; next: difftm peaks {output}",
+                  highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

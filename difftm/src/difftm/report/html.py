@@ -18,6 +18,8 @@ class Section:
     paragraphs: list[str] = field(default_factory=list)
     rows: list[tuple[str, str]] = field(default_factory=list)
     figures: list[tuple[Path, str]] = field(default_factory=list)
+    #: tables with a header row: ``(column names, rows of cells)``
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
 
 
 _STYLE = """
@@ -25,6 +27,8 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#22
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0}td{padding:.2em .8em;border-bottom:1px solid #eee}
 td:first-child{color:#555}figure{display:inline-block;margin:.5em;vertical-align:top}
+table.grid td,table.grid th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
+table.grid td:first-child{text-align:left;color:#222}th{background:#f4f4f4}
 img{max-width:520px;border:1px solid #ddd}figcaption{font-size:.9em;color:#555;max-width:520px}
 """
 
@@ -40,6 +44,12 @@ def write_report(path: Path, title: str, sections: list[Section], overwrite: boo
             parts.append("<table>")
             parts.extend(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
                          for k, v in sec.rows)
+            parts.append("</table>")
+        for header, body in sec.tables:
+            parts.append("<table class='grid'><tr>" + "".join(
+                f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+            parts.extend("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                         for row in body)
             parts.append("</table>")
         for fig_path, caption in sec.figures:
             data = base64.b64encode(Path(fig_path).read_bytes()).decode()

@@ -134,6 +134,28 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> SearchConfig:
     Raises:
         ValueError: one line naming the file or the field that is wrong.
     """
+    data = merge_settings(path, overrides)
+    try:
+        return SearchConfig(**data)
+    except ValidationError as err:
+        raise ValueError(validation_message(err, path)) from err
+
+
+def validation_message(err: ValidationError, path: Path | None = None) -> str:
+    """One line for the first problem of a configuration (``file: field: problem``)."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "configuration"
+    where = f"{path}: " if path is not None else ""
+    return f"{where}{loc.replace('_', '-')}: {first['msg']}"
+
+
+def merge_settings(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a YAML file (optional) updated with ``overrides`` (None ignored),
+    not validated (a dataset completes them per micrograph before validating).
+
+    Raises:
+        FileNotFoundError, ValueError: missing or unreadable file (one line).
+    """
     data: dict[str, Any] = {}
     if path is not None:
         if not Path(path).is_file():
@@ -148,10 +170,4 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> SearchConfig:
             raise ValueError(f"{path}: expected a mapping of option names to values")
         data.update({k.replace("-", "_"): v for k, v in loaded.items()})
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return SearchConfig(**data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "configuration"
-        where = f"{path}: " if path is not None else ""
-        raise ValueError(f"{where}{loc.replace('_', '-')}: {first['msg']}") from err
+    return data
