@@ -320,7 +320,13 @@ def test_dataset_on_a_dask_local_cluster_matches(project, tmp_path):
     res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "dask", "--scheduler",
                                            "local", "--n-workers", "2"))
     assert res.exit_code == 0, res.output
+    # orientation parts of each micrograph as the tasks
+    res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "dask_parts", "--scheduler",
+                                           "local", "--n-workers", "2", "--n-parts", "3"))
+    assert res.exit_code == 0, res.output
     for k in range(3):
-        a, b = load_results(ref / f"mic_{k}"), load_results(tmp_path / "dask" / f"mic_{k}")
-        for name in a.maps:
-            np.testing.assert_array_equal(a.maps[name], b.maps[name])
+        a = load_results(ref / f"mic_{k}")
+        for run in ("dask", "dask_parts"):
+            b = load_results(tmp_path / run / f"mic_{k}")
+            for name in a.maps:
+                np.testing.assert_array_equal(a.maps[name], b.maps[name])

@@ -17,7 +17,7 @@ import difftm.search.distributed as dist
 from difftm.cli.main import app
 from difftm.search.distributed import PARTS_DIR, run_search_distributed
 from difftm.search.engine import run_search, write_config
-from difftm.search.lock import LOCK_NAME, OutputLock
+from difftm.search.lock import LOCK_NAME, STALE_SECONDS, OutputLock
 
 from search_helpers import blob_volume, white_noise, write_inputs
 from test_search_engine import _config, _planted
@@ -129,10 +129,27 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path):
         holder = json.loads((folder / LOCK_NAME).read_text())
         assert holder["pid"] == os.getpid()
     assert not (folder / LOCK_NAME).exists()
-    # a lock of another host cannot be checked: refused, naming the file to remove
+    # a lock of another host (a cluster node) is live while its heartbeat goes on...
     (folder / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "token": "y"}))
     with pytest.raises(FileExistsError, match="remove .*difftm.lock"):
         OutputLock(folder).acquire()
+    # ... and stale once the heartbeat stopped for longer than STALE_SECONDS
+    old = time.time() - STALE_SECONDS - 5
+    os.utime(folder / LOCK_NAME, (old, old))
+    with OutputLock(folder):
+        pass
+    assert not (folder / LOCK_NAME).exists()
+
+
+def test_lock_heartbeat_refreshes_the_file(tmp_path, monkeypatch):
+    import difftm.search.lock as lock
+
+    monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.05)
+    with OutputLock(tmp_path / "o") as held:
+        old = time.time() - 1000
+        os.utime(held.path, (old, old))
+        time.sleep(0.3)
+        assert time.time() - held.path.stat().st_mtime < 5
 
 
 def test_config_yaml_is_written_atomically(tmp_path, monkeypatch):

@@ -286,7 +286,7 @@ def run_dataset(
 
 def _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, finished) -> None:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ValueError("--scheduler needs dask: pip install 'difftm[distributed]'") from err
     import torch
@@ -297,8 +297,9 @@ def _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, fini
     cluster = None
     if scheduler == "local":
         n_workers = n_workers or max(1, n_gpu or available_cores() // 2 or 1)
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        from difftm.search.distributed import start_local_cluster
+
+        cluster = start_local_cluster(n_workers)
         client = Client(cluster)
     else:
         client = Client(scheduler)

@@ -248,17 +248,35 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
     return result
 
 
+def start_local_cluster(n_workers: int):
+    """A Dask ``LocalCluster`` of ``n_workers`` processes with one thread each, for searches.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also switches
+    off glibc's adaptive mmap threshold: every large FFT buffer is then mmap-ed and faulted
+    in afresh, and a search ran 1.7x slower in a worker than in the client process
+    (measured, docs/SCALING.md). The workers started here keep glibc's defaults (Dask's
+    other settings, one BLAS/OpenMP thread, stay).
+    """
+    import dask.config
+    from distributed import LocalCluster
+
+    environ = {k: v for k, v in dask.config.get(
+        "distributed.nanny.pre-spawn-environ", {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None)
+
+
 def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
                  threads) -> None:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ValueError("distributed search needs dask: pip install 'difftm[distributed]'"
                          ) from err
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = start_local_cluster(n_workers)
         client = Client(cluster)
     else:
         client = Client(scheduler)

@@ -3,10 +3,11 @@
 The lock is ``<folder>/.difftm.lock``, created with ``O_CREAT | O_EXCL`` (atomic on local
 and NFSv3+ file systems) and holding the owner's host name, process id and process start
 time as JSON. A second search into the same folder is refused in one line naming the owner.
-A lock left behind by a process that no longer exists (``kill -9``, a node that rebooted
-the job) is detected on the same host (the process id is gone, or now belongs to a process
-started at another time) and taken over; a lock from another host cannot be checked and is
-only removed by hand (the message says which file).
+A lock left behind by a process that no longer exists (``kill -9``, a cancelled SLURM job)
+is taken over: on the same host when the process id is gone or now belongs to a process
+started at another time; from another host (a cluster node) when its heartbeat stopped:
+the owner touches the lock every :data:`HEARTBEAT_SECONDS`, and a lock untouched for
+:data:`STALE_SECONDS` is stale.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 LOCK_NAME = ".difftm.lock"
+#: The owner refreshes the lock's modification time this often.
+HEARTBEAT_SECONDS = 30.0
+#: A lock of another host whose modification time is older than this is stale.
+STALE_SECONDS = 300.0
 
 
 def _process_start(pid: int) -> str | None:
@@ -62,6 +68,8 @@ class OutputLock:
         self.path = self.folder / LOCK_NAME
         self.what = what
         self._token: str | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def _holder(self) -> dict | None:
         try:
@@ -69,15 +77,25 @@ class OutputLock:
         except (OSError, ValueError):
             return None
 
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
     def _is_stale(self, holder: dict | None) -> bool:
         if holder is None:  # empty or garbled: killed between creating and writing it
-            try:
-                return time.time() - self.path.stat().st_mtime > 30
-            except FileNotFoundError:
-                return True
+            return self._age() > HEARTBEAT_SECONDS
         if holder.get("host") != socket.gethostname():
-            return False
+            return self._age() > STALE_SECONDS  # no heartbeat from that node
         return not _alive(int(holder.get("pid", -1)), holder.get("start"))
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
 
     def acquire(self) -> None:
         """Take the lock (see the class docstring)."""
@@ -103,10 +121,15 @@ class OutputLock:
                 raise FileExistsError(
                     f"{self.folder}: {who} is writing into this folder; wait for it to "
                     f"finish or choose another --output (if that process is gone, remove "
-                    f"{self.path})") from None
+                    f"{self.path}; a lock of another host expires {STALE_SECONDS:.0f} s "
+                    "after its last heartbeat)") from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(info, fh)
             self._token = info["token"]
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True,
+                                          name="difftm-lock-heartbeat")
+            self._beat.start()
             return
         raise FileExistsError(f"{self.folder}: could not take the lock {self.path}")
 
@@ -114,6 +137,10 @@ class OutputLock:
         """Remove the lock if it is still ours."""
         if self._token is None:
             return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
         holder = self._holder()
         if holder is not None and holder.get("token") == self._token:
             self.path.unlink(missing_ok=True)
