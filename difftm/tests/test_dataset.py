@@ -313,6 +313,26 @@ def test_kill_dash_nine_in_the_middle_of_a_dataset(project, tmp_path):
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".difftm.lock"))
 
 
+def test_running_micrographs_are_read_from_lock_and_checkpoint(project, tmp_path):
+    root, star, tpl, _ = project
+    from difftm.dataset.run import running_micrographs
+    from difftm.search.engine import SearchInterrupted, run_search
+    from difftm.search.lock import OutputLock
+
+    entries, optics = read_micrographs_star(star)
+    settings = dict(template=tpl, defocus_range=0.0, out_of_plane_step=30.0,
+                    in_plane_step=30.0, whiten=False, device="cpu", threads=1, batch_size=8,
+                    chunk_batches=4)
+    job = build_dataset(entries, settings, tmp_path / "ds", optics)
+    with pytest.raises(SearchInterrupted):
+        run_search(job.configs[2], stop_after_chunks=2)
+    assert running_micrographs(job, {0, 1, 2}) == []  # nothing holds a lock
+    with OutputLock(tmp_path / "ds" / "mic_2"), OutputLock(tmp_path / "ds" / "mic_0"):
+        running = running_micrographs(job, {0, 1, 2})
+    n_search = len(orientation_grid(30.0, 30.0))
+    assert running == [(0, 0.0), (2, pytest.approx(64 / n_search))]
+
+
 @pytest.mark.slow
 def test_dataset_on_a_dask_local_cluster_matches(project, tmp_path):
     pytest.importorskip("distributed")
@@ -320,6 +340,14 @@ def test_dataset_on_a_dask_local_cluster_matches(project, tmp_path):
     res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "dask", "--scheduler",
                                            "local", "--n-workers", "2"))
     assert res.exit_code == 0, res.output
+    # the client reports the micrographs running on workers while it waits
+    entries, optics = read_micrographs_star(star)
+    settings = dict(template=tpl, defocus_range=0.0, out_of_plane_step=30.0,
+                    in_plane_step=5.0, whiten=False, device="cpu", threads=1, batch_size=8)
+    seen = []
+    run_dataset(build_dataset(entries, settings, tmp_path / "watched", optics),
+                scheduler="local", n_workers=2, on_running=seen.append, interval=0.2)
+    assert any(seen), "no running micrograph was reported"
     # orientation parts of each micrograph as the tasks
     res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "dask_parts", "--scheduler",
                                            "local", "--n-workers", "2", "--n-parts", "3"))

@@ -268,11 +268,17 @@ def _search_dataset(spec: str, template: Path | None, config: Path | None, overr
                       highlight=False, soft_wrap=True)
         dataset.update(done["n"])
 
+    def on_running(running: list[tuple[int, float]]) -> None:  # Dask: micrographs on workers
+        if running:
+            console.print("running: " + ", ".join(
+                f"{job.folders[i]} {100 * f:.0f}%" for i, f in running),
+                highlight=False, soft_wrap=True)
+
     try:
         status = run_dataset(job, scheduler=scheduler, n_workers=settings.get("n_workers"),
                              n_parts=settings.get("n_parts"), threads=settings.get("threads"),
                              overwrite=bool(settings.get("overwrite")), on_start=on_start,
-                             on_done=on_done, on_progress=on_progress)
+                             on_done=on_done, on_progress=on_progress, on_running=on_running)
     finally:
         if current.get("reporter") is not None:
             current["reporter"].close()

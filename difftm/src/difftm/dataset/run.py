@@ -224,6 +224,8 @@ def run_dataset(
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[int, dict], None] | None = None,
     on_progress: Callable[[int, int, int, float], None] | None = None,
+    on_running: Callable[[list[tuple[int, float]]], None] | None = None,
+    interval: float = 30.0,
 ) -> dict[int, dict]:
     """Search every micrograph of ``job`` (see the module docstring).
 
@@ -240,6 +242,9 @@ def run_dataset(
         on_start: called with the index of a micrograph when its search starts (in process).
         on_done: called with the index and its status row when a micrograph is finished.
         on_progress: ``(index, done, total, seconds)`` within a micrograph (in process).
+        on_running: with a scheduler, called every ``interval`` seconds with
+            ``(index, fraction done)`` of the micrographs being searched on workers (read from
+            their lock and checkpoint files).
 
     Returns:
         index -> status row (see :func:`search_micrograph`).
@@ -280,13 +285,43 @@ def run_dataset(
                     lambda d, t, s, i=i: on_progress(i, d, t, s))
                 finished(i, search_micrograph(config, None, prog, n_parts))
         else:
-            _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, finished)
+            watch = None if on_running is None else (
+                lambda pending: on_running(running_micrographs(job, pending)))
+            _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, finished,
+                         watch, interval)
         return status
 
 
-def _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, finished) -> None:
+def running_micrographs(job: DatasetJob, indices) -> list[tuple[int, float]]:
+    """``(index, fraction done)`` of those ``indices`` whose search is running now: its
+    folder is locked; the fraction is the checkpoint's next index over the search size."""
+    from difftm.search.checkpoint import CHECKPOINT_NAME
+    from difftm.search.engine import search_grid
+    from difftm.search.lock import LOCK_NAME
+
+    running = []
+    for i in sorted(indices):
+        folder = job.output / job.folders[i]
+        if not (folder / LOCK_NAME).exists():
+            continue
+        fraction = 0.0
+        try:
+            import numpy as np
+
+            with np.load(folder / CHECKPOINT_NAME) as data:
+                done = int(data["next_index"])
+            angles, offsets = search_grid(job.configs[i])
+            fraction = done / max(1, int(angles.shape[0]) * int(offsets.numel()))
+        except (OSError, KeyError, ValueError):
+            pass  # no checkpoint yet, or being replaced right now
+        running.append((i, min(fraction, 1.0)))
+    return running
+
+
+def _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, finished,
+                 watch=None, interval=30.0) -> None:
     try:
-        from distributed import Client, as_completed
+        from distributed import Client, wait
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ValueError("--scheduler needs dask: pip install 'difftm[distributed]'") from err
     import torch
@@ -318,8 +353,16 @@ def _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, fini
             if config["device"] in ("auto", "cuda") and n_gpu > 1 and scheduler == "local":
                 config = {**config, "device": f"cuda:{i % n_gpu}"}
             futures[client.submit(search_micrograph, config, per_worker, pure=False)] = i
-        for fut in as_completed(futures):
-            finished(futures[fut], fut.result())
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=interval, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            for fut in sorted(done, key=lambda f: futures[f]):
+                finished(futures[fut], fut.result())
+            if watch is not None and pending and not done:
+                watch({futures[f] for f in pending})
     finally:
         client.close()
         if cluster is not None:
