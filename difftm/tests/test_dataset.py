@@ -251,6 +251,13 @@ def test_dataset_cli_errors_are_one_line(project, tmp_path):
     assert res.exit_code == 2 and "no micrograph matches" in res.output
     res = runner.invoke(app, ["peaks", str(tmp_path / "o")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "o", "--voltage", "200"))
+    assert res.exit_code == 2 and "--voltage 200 contradicts micrographs_ctf.star" in res.output
+    from difftm.search.lock import OutputLock
+
+    with OutputLock(tmp_path / "busy", "dataset"):  # another dataset run works there
+        res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "busy"))
+    assert res.exit_code == 2 and "another difftm dataset" in res.output
 
 
 def test_resume_of_a_partial_micrograph_and_a_different_split(project, tmp_path):

@@ -107,15 +107,23 @@ def build_dataset(
     """Complete the shared ``settings`` with each micrograph's file, CTF and sub-folder.
 
     The micrograph's CTF (and voltage, Cs, amplitude contrast, pixel size where the input
-    gives them) wins over the shared settings.
+    gives them) completes the shared settings; a shared setting that contradicts the input
+    (e.g. ``--voltage 200`` for micrographs recorded at 300 kV) is refused.
 
     Raises:
-        ValueError: a setting is invalid (one line naming the micrograph and the field).
+        ValueError: a setting is invalid or contradicts the input (one line naming the
+            micrograph and the field).
     """
     output = Path(output)
     folders = subfolder_names(entries)
     configs = []
     for entry, folder in zip(entries, folders, strict=True):
+        for key, value in entry.ctf_fields().items():
+            given = settings.get(key)
+            if given is not None and abs(float(given) - value) > 1e-6 * max(1.0, abs(value)):
+                raise ValueError(
+                    f"{entry.name}: --{key.replace('_', '-')} {given:g} contradicts "
+                    f"{entry.ctf_source or 'the input'} ({value:g}); drop the option")
         data = {**settings, **entry.ctf_fields(), "micrograph": entry.path,
                 "output": output / folder}
         try:
