@@ -243,6 +243,19 @@ def test_another_dataset_in_the_same_folder_is_refused(project):
     assert res.exit_code == 2 and "holds another dataset" in res.output
 
 
+def test_dataset_named_in_a_config_file(project, tmp_path):
+    root, star, tpl, ref = project
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"micrographs: {star}\ntemplate: {tpl}\noutput: {tmp_path / 'ds'}\n"
+                   "defocus_range: 0\nout_of_plane_step: 30\nin_plane_step: 30\n"
+                   "whiten: false\ndevice: cpu\nthreads: 1\nbatch_size: 8\n")
+    res = runner.invoke(app, ["search", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    for k in range(3):
+        np.testing.assert_array_equal(load_results(ref / f"mic_{k}").maps["snr"],
+                                      load_results(tmp_path / "ds" / f"mic_{k}").maps["snr"])
+
+
 def test_dataset_cli_errors_are_one_line(project, tmp_path):
     root, star, tpl, _ = project
     res = runner.invoke(app, _dataset_args(star, tpl, tmp_path / "o", "--defocus-u", "9000"))

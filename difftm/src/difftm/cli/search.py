@@ -95,7 +95,8 @@ def _search(
         "(--defocus-u ...) or, without it, the CTFFIND4/5 output beside each micrograph "
         "(<stem>.txt, <stem>_ctf.txt, <stem>_diag.txt). Give only TEMPLATE as argument; "
         "--output gets one sub-folder per micrograph and dataset.yaml. Running the same "
-        "command again skips finished micrographs and resumes partial ones.")] = None,
+        "command again skips finished micrographs and resumes partial ones. Also 'micrographs:' "
+        "and 'project_dir:' in --config.")] = None,
     project_dir: Annotated[Path | None, typer.Option(
         help="RELION project folder that relative micrograph names in the STAR file refer "
              "to [the STAR file's folder, its parent or grandparent, or the current folder: "
@@ -125,6 +126,12 @@ def _search(
     overrides.update(orientations=orientations, projector_oversampling=projector_oversampling,
                      gridding_correction=gridding_correction, threads=threads,
                      template_padding=template_padding)
+    if micrographs is None and config is not None:  # a dataset may be named in the YAML
+        from difftm.search.config import merge_settings
+
+        named = merge_settings(config, {})
+        micrographs = named.get("micrographs")
+        project_dir = project_dir or named.get("project_dir")
     if micrographs is not None:
         if micrograph is not None and template is not None:
             raise ValueError("with --micrographs give only the TEMPLATE argument")
@@ -212,6 +219,10 @@ def _search_dataset(spec: str, template: Path | None, config: Path | None, overr
     from difftm.threads import apply_threads
 
     settings = merge_settings(config, {**overrides, "template": template})
+    for key in ("micrographs", "project_dir"):  # dataset keys of a YAML file
+        settings.pop(key, None)
+    if project_dir is not None:
+        project_dir = Path(project_dir)
     if settings.get("template") is None:
         raise ValueError("give the TEMPLATE argument (or template: in --config)")
     if settings.get("output") is None:
