@@ -70,6 +70,16 @@ def search_part(config: dict, start: int, stop: int, batch: int, device: str,
     return arrays
 
 
+def search_part_to_file(config: dict, start: int, stop: int, batch: int, device: str,
+                        threads: int | None, path: str) -> dict:
+    """:func:`search_part`, saved by the worker itself (atomically) to ``path`` on the
+    file system it shares with the client; returns only ``seconds`` and ``count``, so an
+    accumulator (28 bytes per pixel) does not travel through Dask."""
+    arrays = search_part(config, start, stop, batch, device, threads)
+    atomic_save(Path(path), lambda fh: np.savez(fh, **arrays))
+    return {"seconds": float(arrays["seconds"]), "count": int(arrays["count"])}
+
+
 def _part_path(out: Path, start: int, stop: int, fingerprint: str) -> Path:
     """File of the finished part ``[start, stop)`` of the search ``fingerprint``: keyed by
     its index range, so that parts cut differently (another --n-parts or batch size) are
@@ -205,10 +215,11 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
     t0 = time.perf_counter()
     done = len(ranges) - len(todo)
 
-    def save(k: int, arrays: dict) -> None:
+    def save(k: int, arrays: dict | None) -> None:
         nonlocal done
-        atomic_save(_part_path(out, *ranges[k], fingerprint),
-                    lambda fh: np.savez(fh, **arrays))
+        if arrays is not None:  # None: the worker saved it
+            atomic_save(_part_path(out, *ranges[k], fingerprint),
+                        lambda fh: np.savez(fh, **arrays))
         done += 1
         if progress is not None:
             progress(done, len(ranges), time.perf_counter() - t0)
@@ -217,8 +228,9 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
         for k in todo:
             save(k, search_part(config, *ranges[k], batch, device_for(k), threads))
     else:
+        paths = {k: str(_part_path(out, *ranges[k], fingerprint).absolute()) for k in todo}
         _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
-                     threads)
+                     threads, paths)
     acc = Accumulator.empty(fast_shape(image.shape), "cpu")
     part_seconds = 0.0
     for k in range(len(ranges)):
@@ -268,7 +280,7 @@ def start_local_cluster(n_workers: int):
 
 
 def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
-                 threads) -> None:
+                 threads, paths) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError as err:  # pragma: no cover - depends on the installation
@@ -281,10 +293,11 @@ def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, 
     else:
         client = Client(scheduler)
     try:
-        futures = {client.submit(search_part, config, *ranges[k], batch, device_for(k), threads,
-                                 pure=False): k for k in todo}
+        futures = {client.submit(search_part_to_file, config, *ranges[k], batch, device_for(k),
+                                 threads, paths[k], pure=False): k for k in todo}
         for fut in as_completed(futures):
-            save(futures[fut], fut.result())
+            fut.result()  # raises the worker's error
+            save(futures[fut], None)
     finally:
         client.close()
         if cluster is not None:
