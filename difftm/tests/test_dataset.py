@@ -171,6 +171,47 @@ def test_relion_star_paths_optics_and_missing_micrograph(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_two_optics_groups_reach_the_search_and_the_combined_star(project, tmp_path):
+    root, star, tpl, _ = project
+    blocks = starfile.read(star)
+    optics = pd.concat([blocks["optics"], blocks["optics"]], ignore_index=True)
+    optics.loc[1, ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnVoltage"]] = [
+        2, "opticsGroup2", 200.0]
+    blocks["optics"] = optics
+    blocks["micrographs"]["rlnOpticsGroup"] = [1, 2, 2]
+    two = root / "CtfFind" / "job003" / "two_groups.star"
+    starfile.write(blocks, two, overwrite=True)
+    out = tmp_path / "two"
+    res = runner.invoke(app, _dataset_args(two, tpl, out))
+    assert res.exit_code == 0, res.output
+    assert [load_results(out / f"mic_{k}").metadata["voltage"] for k in range(3)] == [
+        300.0, 200.0, 200.0]
+    res = runner.invoke(app, ["peaks", str(out), "--no-report"])
+    assert res.exit_code == 0, res.output
+    got = starfile.read(out / "particles.star")
+    assert list(got["optics"]["rlnOpticsGroupName"]) == ["opticsGroup1", "opticsGroup2"]
+    groups = dict(zip(got["particles"]["rlnMicrographName"], got["particles"]["rlnOpticsGroup"],
+                      strict=True))
+    assert groups["MotionCorr/job002/Movies/mic_0.mrc"] == 1
+    assert groups["MotionCorr/job002/Movies/mic_2.mrc"] == 2
+    own = starfile.read(out / "mic_2" / "particles.star")
+    assert list(own["optics"]["rlnVoltage"]) == [200.0]
+
+
+def test_relion_30_star_without_optics(tmp_path):
+    star, _ = _make_project(tmp_path)
+    blocks = starfile.read(star)
+    mics = blocks["micrographs"].drop(columns=["rlnOpticsGroup"])
+    mics["rlnVoltage"], mics["rlnSphericalAberration"] = 300.0, 2.7
+    mics["rlnAmplitudeContrast"] = 0.1
+    old = tmp_path / "CtfFind" / "job003" / "relion30.star"
+    starfile.write({"": mics}, old, overwrite=True)
+    entries, optics = read_micrographs_star(old)
+    assert len(entries) == 3 and optics.empty
+    assert (entries[0].voltage, entries[0].amplitude_contrast, entries[0].pixel_size) == (
+        300.0, 0.1, None)
+
+
 def test_glob_with_one_ctf_or_ctffind_beside_each_micrograph(tmp_path):
     for k in range(2):
         write_mrc(tmp_path / f"m{k}.mrc", white_noise((64, 64), k), PX)
