@@ -91,6 +91,34 @@ def padded_template_size(
     return max(box, fits)
 
 
+def padded_slices(slices: torch.Tensor, box: int, size: int) -> torch.Tensor:
+    """Central slices (B, D, D//2+1) as spectra (B, P, P//2+1) of the projections centred in a
+    P x P box (zero-padded in real space; unchanged when P == D)."""
+    if size == box:
+        return slices
+    proj = torch.fft.irfft2(slices, s=(box, box))
+    return torch.fft.rfft2(pad_to(proj, (size, size)))
+
+
+def normalise_templates(t: torch.Tensor, n_pixels: int) -> torch.Tensor:
+    """Subtract each template's edge mean, then scale it to unit norm as if zero-padded to
+    ``n_pixels`` (zero mean over the padded image): correlations with the whitened
+    micrograph then have unit variance under noise. Differentiable.
+
+    Args:
+        t: (B, P, P) real templates.
+        n_pixels: pixels of the (FFT-padded) micrograph grid.
+    """
+    d = t.shape[-1]
+    edge_sum = (t[:, 0, :].sum(1) + t[:, -1, :].sum(1) + t[:, 1:-1, 0].sum(1)
+                + t[:, 1:-1, -1].sum(1))
+    t = t - (edge_sum / (4 * d - 4))[:, None, None]
+    s1 = t.sum(dim=(1, 2), dtype=torch.float64)
+    s2 = (t * t).sum(dim=(1, 2), dtype=torch.float64)
+    norm = torch.sqrt((s2 - s1 * s1 / float(n_pixels)).clamp_min(1e-30)).to(t.dtype)
+    return t / norm[:, None, None]
+
+
 class Correlator:
     """Computes correlation maps of one prepared micrograph with projections of a template.
 
@@ -189,20 +217,8 @@ class Correlator:
         ``inverse`` (B,) picks each template's slice and ``plane`` (B,) its defocus plane.
         """
         d = self.template_size
-        if d != self.box:  # projection centred in the padded box, then its spectrum there
-            proj = torch.fft.irfft2(slices, s=(self.box, self.box))
-            slices = torch.fft.rfft2(pad_to(proj, (d, d)))
-        spec = slices[inverse] * self.filters[plane]
-        t = torch.fft.irfft2(spec, s=(d, d))
-        edge_sum = (t[:, 0, :].sum(1) + t[:, -1, :].sum(1) + t[:, 1:-1, 0].sum(1)
-                    + t[:, 1:-1, -1].sum(1))
-        t = t - (edge_sum / (4 * d - 4))[:, None, None]
-        # zero-mean, unit-norm once zero-padded to the full micrograph
-        n = float(self.n_pixels_total)
-        s1 = t.sum(dim=(1, 2), dtype=torch.float64)
-        s2 = (t * t).sum(dim=(1, 2), dtype=torch.float64)
-        norm = torch.sqrt((s2 - s1 * s1 / n).clamp_min(1e-30)).to(t.dtype)
-        return t / norm[:, None, None]
+        spec = padded_slices(slices, self.box, d)[inverse] * self.filters[plane]
+        return normalise_templates(torch.fft.irfft2(spec, s=(d, d)), self.n_pixels_total)
 
     def _flip_phase(self) -> torch.Tensor:
         """exp(2 pi i k (P-1)) on the (H, W//2+1) grid: turns the spectrum of a box-flipped

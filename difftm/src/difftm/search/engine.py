@@ -382,17 +382,26 @@ def template_size(
                                 cfg.voltage, cfg.cs, cfg.lowpass)
 
 
-def build_correlator(
+@dataclass
+class SearchSetup:
+    """The prepared micrograph, projector, padded template box and CTF of a search: what the
+    exhaustive correlator and the local scorer (:mod:`difftm.refine.scorer`) share."""
+
+    prepared: object  # PreparedMicrograph
+    projector: object  # FourierSliceProjector
+    template_size: int
+    ctf_params: dict
+
+
+def search_setup(
     cfg: SearchConfig,
     image: np.ndarray,
     volume: np.ndarray,
-    angles: torch.Tensor,
     offsets: torch.Tensor,
     device: torch.device,
-):
-    """Prepare the micrograph, projector and filters of a search (see :class:`Correlator`)."""
+) -> SearchSetup:
+    """Prepare the micrograph and the projector of a search and choose its template box."""
     from difftm.fourier.projector import FourierSliceProjector
-    from difftm.search.correlate import Correlator
 
     if cfg.pixel_size is None:
         raise ValueError("the pixel size is not known yet: resolve_pixel_size(cfg) first")
@@ -403,15 +412,30 @@ def build_correlator(
                                       device=device,
                                       gridding_correction=cfg.gridding_correction)
     size = template_size(cfg, int(vol.shape[0]), prepared.shape, offsets)
-    filt = template_filter(prepared, size, cfg.highpass, cfg.lowpass)
-    rotations = euler_to_matrix(angles.to(torch.float64)).to(torch.float32)
     ctf_params = dict(
         defocus_angle=cfg.defocus_angle, voltage_kv=cfg.voltage, cs_mm=cfg.cs,
         amplitude_contrast=cfg.amplitude_contrast, phase_shift_deg=cfg.phase_shift,
         b_factor=cfg.ctf_bfactor,
     )
-    return Correlator(prepared, projector, rotations, offsets, filt, ctf_params,
-                      cfg.defocus_u, cfg.defocus_v_resolved)
+    return SearchSetup(prepared, projector, size, ctf_params)
+
+
+def build_correlator(
+    cfg: SearchConfig,
+    image: np.ndarray,
+    volume: np.ndarray,
+    angles: torch.Tensor,
+    offsets: torch.Tensor,
+    device: torch.device,
+):
+    """Prepare the micrograph, projector and filters of a search (see :class:`Correlator`)."""
+    from difftm.search.correlate import Correlator
+
+    setup = search_setup(cfg, image, volume, offsets, device)
+    filt = template_filter(setup.prepared, setup.template_size, cfg.highpass, cfg.lowpass)
+    rotations = euler_to_matrix(angles.to(torch.float64)).to(torch.float32)
+    return Correlator(setup.prepared, setup.projector, rotations, offsets, filt,
+                      setup.ctf_params, cfg.defocus_u, cfg.defocus_v_resolved)
 
 
 def finalize(
