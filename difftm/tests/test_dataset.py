@@ -419,3 +419,31 @@ def test_dataset_on_a_dask_local_cluster_matches(project, tmp_path):
             b = load_results(tmp_path / run / f"mic_{k}")
             for name in a.maps:
                 np.testing.assert_array_equal(a.maps[name], b.maps[name])
+
+
+@pytest.mark.slow
+def test_kill_dash_nine_of_a_dask_dataset_run_then_resume(project, tmp_path):
+    """The client killed: its LocalCluster workers die with it, their locks are stale, the
+    same command resumes the interrupted micrographs; maps as an uninterrupted run."""
+    pytest.importorskip("distributed")
+    root, star, tpl, _ = project
+    extra = ("--in-plane-step", "6", "--scheduler", "local", "--n-workers", "2")
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "difftm.cli.main", *_dataset_args(star, tpl, out, *extra)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not list(out.glob("mic_*/checkpoint.npz")) and time.time() < deadline:
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed, "the dataset finished before it could be killed; make it longer"
+    res = runner.invoke(app, _dataset_args(star, tpl, out, *extra))
+    assert res.exit_code == 0, res.output
+    ref = tmp_path / "ref"
+    res = runner.invoke(app, _dataset_args(star, tpl, ref, "--in-plane-step", "6"))
+    assert res.exit_code == 0, res.output
+    for k in range(3):
+        a, b = load_results(ref / f"mic_{k}"), load_results(out / f"mic_{k}")
+        for name in a.maps:
+            np.testing.assert_array_equal(a.maps[name], b.maps[name])
