@@ -145,3 +145,71 @@ def test_grid_refinement_recovers_planted_poses():
                       defocus_step=20.0, shift_range=2.0, shift_step=0.1)
     ang, shift, ddz = _errors(res, r_true, xy, dz_true, centres)
     assert np.median(ang) < 1.0 and np.median(shift) < 0.3 and np.abs(ddz).max() <= 60.0
+
+
+def test_refine_command_end_to_end(tmp_path):
+    """search (explicit orientations 4 deg off the truth) -> peaks -> refine: a RELION STAR
+    with refined poses closer to the truth, better scores, CSV and HTML beside it; bad input
+    gets one line."""
+    from typer.testing import CliRunner
+
+    from difftm.cli.main import app
+    from difftm.io.mrc import write_mrc
+    from difftm.io.star import particles_to_plain, read_particles_star, write_particles_star
+
+    sim, vol, _, _ = _case()
+    r_true, xy, _, _, _, _ = _starts(sim)
+    rng = np.random.default_rng(3)
+    axis = rng.standard_normal((len(xy), 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    r_off = rotation_update(torch.tensor(np.deg2rad(4.0) * axis, dtype=torch.float32), r_true)
+    from difftm.geometry.euler import matrix_to_euler
+
+    angles = matrix_to_euler(r_off.double()).numpy()
+    orient = tmp_path / "orientations.txt"
+    orient.write_text("\n".join(" ".join(f"{v:.6f}" for v in row) for row in angles) + "\n")
+    mic, tpl = tmp_path / "mic.mrc", tmp_path / "tpl.mrc"
+    write_mrc(mic, sim.image, PX)
+    write_mrc(tpl, vol.numpy(), PX)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["search", str(mic), str(tpl), "--output", str(run),
+                              "--defocus-u", str(DEFOCUS), "--defocus-range", "0",
+                              "--orientations", str(orient), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    parts = tmp_path / "particles.star"
+    res = runner.invoke(app, ["peaks", str(run), "--output", str(parts), "--no-report"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "refined.star"
+    res = runner.invoke(app, ["refine", str(run), "--particles", str(parts), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.with_suffix(".csv").is_file() and out.with_suffix(".html").is_file()
+    _, refined = read_particles_star(out)
+    for label in ("rlnCoordinateX", "rlnAngleRot", "rlnDefocusU", "difftmSNR",
+                  "difftmSNRBefore", "difftmAngleChange", "difftmShiftChange",
+                  "difftmDefocusChange", "difftmZScore"):
+        assert label in refined.columns, label
+    plain = particles_to_plain(refined)
+    assert (plain["snr"] >= plain["snr_before"] - 1e-6).all()
+    assert len(plain) >= 3
+    # every refined particle is nearer its true pose than the search's 4 deg
+    for row in plain.itertuples():
+        k = int(np.argmin(np.hypot(xy[:, 0] - row.x, xy[:, 1] - row.y)))
+        r = euler_to_matrix(torch.tensor([row.rot, row.tilt, row.psi], dtype=torch.float64))
+        assert float(rotation_angle_deg(r, r_true[k].double())) < 1.5
+    # refuses to overwrite; bad tables get one line
+    res = runner.invoke(app, ["refine", str(run), "--particles", str(parts), "-o", str(out)])
+    assert res.exit_code == 2 and "exists" in res.output
+    optics, table = read_particles_star(parts)
+    bad = tmp_path / "bad.star"
+    write_particles_star(bad, table.drop(columns=["rlnAngleTilt"]), optics)
+    res = runner.invoke(app, ["refine", str(run), "--particles", str(bad), "-o",
+                              str(tmp_path / "x.star")])
+    assert res.exit_code == 2 and "rlnAngleTilt" in res.output
+    far = table.copy()
+    far.loc[0, "rlnCoordinateX"] = 5000.0
+    outside = tmp_path / "outside.star"
+    write_particles_star(outside, far, optics)
+    res = runner.invoke(app, ["refine", str(run), "--particles", str(outside), "-o",
+                              str(tmp_path / "y.star")])
+    assert res.exit_code == 2 and "outside" in res.output

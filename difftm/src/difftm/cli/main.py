@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from difftm.cli import demo, fetch, info, orientations, peaks, search, simulate
+from difftm.cli import demo, fetch, info, orientations, peaks, refine, search, simulate
 from difftm.cli.simulate import HELP_MARKUP
 
 app = typer.Typer(
@@ -20,7 +20,8 @@ app = typer.Typer(
         "difftm: find molecules in cryo-EM micrographs by 2D template matching (2DTM).\n\n"
         "Typical workflow: `difftm simulate template` (atomic model -> 3D template), "
         "`difftm search` (micrograph x template -> SNR/z-score maps), "
-        "`difftm peaks` (maps -> particle table). `difftm demo` runs it all on synthetic data."
+        "`difftm peaks` (maps -> particle table), `difftm refine` (local pose, shift and "
+        "defocus refinement). `difftm demo` runs it all on synthetic data."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -29,7 +30,7 @@ app = typer.Typer(
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
-for _module in (simulate, search, peaks, orientations, demo, info, fetch):
+for _module in (simulate, search, peaks, refine, orientations, demo, info, fetch):
     _module.register(app)
 
 

@@ -47,6 +47,10 @@ difftmNegLogP               -ln p of the 2DTM p-value (Zhang et al. 2025)
 difftmDefocusOffset         Angstrom, the best defocus plane relative to the
                             micrograph defocus
 difftmCoordinateXAngst, Y   the centre in Angstrom (coordinate x pixel size)
+difftmSNRBefore             ``difftm refine``: SNR of the starting pose
+difftmAngleChange           ``difftm refine``: rotation from start to refined, deg
+difftmShiftChange           ``difftm refine``: centre moved by, pixels
+difftmDefocusChange         ``difftm refine``: defocus changed by, Angstrom
 =========================== ==================================================
 
 :func:`make_particles_table` builds the particles table from plain names (``x``, ``y``,
@@ -89,6 +93,10 @@ SCORE_COLUMNS: dict[str, str] = {
     "sigma": "difftmSigma",
     "neg_log_p": "difftmNegLogP",
     "defocus_offset": "difftmDefocusOffset",
+    "snr_before": "difftmSNRBefore",
+    "angle_change": "difftmAngleChange",
+    "shift_change": "difftmShiftChange",
+    "defocus_change": "difftmDefocusChange",
 }
 """Plain score names -> difftm STAR labels."""
 

@@ -1,0 +1,119 @@
+"""``difftm refine``: local refinement of the particles of a search (gradient or grid)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from difftm.cli.errors import user_errors
+from difftm.cli.options import ThreadsOption
+from difftm.cli.progress import progress_reporter
+
+console = Console(stderr=True)
+
+
+def _refine(
+    run: Annotated[Path, typer.Argument(help="Output folder of `difftm search`.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Refined particle table (.star); a .csv and a .html report "
+        "are written beside it.")],
+    particles: Annotated[Path | None, typer.Option(
+        help="Particles to refine (RELION STAR, e.g. from `difftm peaks`) [RUN/particles.star]."
+    )] = None,
+    method: Annotated[str, typer.Option(
+        help="gradient (autograd through the projector, CTF and shift; all particles at "
+             "once, coarse-to-fine) or grid (local grids of angles, defocus and shifts) "
+             "[gradient].")] = "gradient",
+    refine_defocus: Annotated[bool, typer.Option(
+        "--refine-defocus/--no-refine-defocus",
+        help="Refine each particle's defocus too [on].")] = True,
+    angle_step: Annotated[float, typer.Option(
+        help="grid: out-of-plane step in degrees (in-plane: half of it) [0.2].")] = 0.2,
+    angle_range: Annotated[float, typer.Option(
+        help="grid: search +- this many degrees out of plane (in plane: 0.6 of it) [3.75].")
+    ] = 3.75,
+    report: Annotated[bool, typer.Option(
+        "--report/--no-report", help="Write <output>.html with figures [on].")] = True,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N [cpu].")] = "cpu",
+    threads: ThreadsOption = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Refine Euler angles, sub-pixel centres and defocus of detected particles against
+    the search's micrograph and template; scores stay in the search's SNR units.
+
+    The STAR keeps RELION's columns (refined rlnCoordinateX/Y, rlnAngleRot/Tilt/Psi,
+    rlnDefocusU/V) and adds the SNR before, the refined SNR and z-score, and the change in
+    angle, shift and defocus per particle. Every particle ends at least as good as it
+    started."""
+    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+    from difftm.refine.run import refine_particles
+    from difftm.search.device import resolve_device
+    from difftm.threads import apply_threads
+
+    if output.suffix.lower() != ".star":
+        raise ValueError(f"{output}: the refined particle table must be a .star file")
+    csv_path, html_path = output.with_suffix(".csv"), output.with_suffix(".html")
+    for path in (output, csv_path) + ((html_path,) if report else ()):
+        check_writable(path, overwrite)
+    if not (angle_step > 0 and angle_range > 0 and angle_step < float("inf")
+            and angle_range < float("inf")):
+        raise ValueError("--angle-step and --angle-range must be finite and positive")
+    particles = particles if particles is not None else Path(run) / "particles.star"
+    if not particles.is_file():
+        raise FileNotFoundError(f"{particles}: particle table not found (give --particles)")
+    resolve_device(device)
+    n_threads, _ = apply_threads(threads)
+    grid_options = dict(out_of_plane_range=angle_range, out_of_plane_step=angle_step,
+                        in_plane_range=0.6 * angle_range, in_plane_step=0.5 * angle_step)
+    reporter = progress_reporter(console, f"refining ({method})", 1, unit="/s")
+
+    def progress(done: int, total: int) -> None:
+        reporter.set_total(total)
+        reporter.update(done)
+
+    t0 = time.perf_counter()
+    try:
+        res = refine_particles(run, particles, method=method, grid_options=grid_options,
+                               refine_defocus=refine_defocus, device=device, progress=progress)
+    finally:
+        reporter.close()
+    seconds = time.perf_counter() - t0
+    table = res.table
+    cfg = res.config
+    optics = make_optics_table(cfg.pixel_size, voltage_kv=cfg.voltage, cs_mm=cfg.cs,
+                               amplitude_contrast=cfg.amplitude_contrast)
+    cols = {name: table[name].to_numpy() for name in (
+        "x", "y", "rot", "tilt", "psi", "defocus_u", "defocus_v", "defocus_angle", "snr",
+        "zscore", "snr_before", "angle_change", "shift_change", "defocus_change")}
+    if "micrograph" in table:
+        cols["micrograph"] = table["micrograph"].to_numpy()
+    star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),
+                                pixel_size=cfg.pixel_size, figure_of_merit="snr")
+    write_particles_star(output, star, optics, overwrite=overwrite)
+    with atomic_output(csv_path, overwrite=overwrite) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    if report:
+        from difftm.report.html import write_report
+        from difftm.report.refine_report import refine_figures, refine_section
+
+        figures = refine_figures(output.parent / f"{output.stem}_figures", table,
+                                 res.refined.trace)
+        write_report(html_path, f"difftm refine: {Path(run).name}",
+                     [refine_section(table, method, seconds, figures)], overwrite=overwrite)
+    gain = (table["snr"] - table["snr_before"]).median()
+    console.print(
+        f"refined {len(table)} particles ({method}, {n_threads} thread(s), {seconds:.1f} s): "
+        f"mean SNR {table['snr_before'].mean():.2f} -> {table['snr'].mean():.2f} (median gain "
+        f"{gain:.2f}); wrote {output}, {csv_path}" + (f", {html_path}" if report else ""),
+        highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``difftm refine`` to ``app``."""
+    app.command("refine")(user_errors(_refine))
