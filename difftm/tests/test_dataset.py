@@ -265,6 +265,13 @@ def test_planted_dataset_each_micrograph_with_its_own_ctf(project):
     assert pd.read_csv(out / "particles.csv")["micrograph"].nunique() == 3
     res = runner.invoke(app, ["peaks", str(out)])  # never overwrites without --overwrite
     assert res.exit_code == 2 and "exists" in res.output
+    # another output name: per-micrograph files follow it; no particle at all is fine
+    res = runner.invoke(app, ["peaks", str(out), "--output", str(out / "strict.star"),
+                              "--threshold", "1000", "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 0 particles" in res.output
+    assert (out / "mic_1" / "strict.star").exists() and (out / "mic_1" / "strict.csv").exists()
+    assert starfile.read(out / "strict.star", always_dict=True)["particles"].empty
 
 
 def test_same_command_again_skips_finished_micrographs(project):

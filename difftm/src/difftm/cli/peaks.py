@@ -20,7 +20,7 @@ def _peaks(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Particle table to write (.star); a .csv is written beside it "
         "[required for one micrograph; for a dataset: DIR/particles.star, plus "
-        "DIR/<micrograph>/particles.star for each micrograph].")] = None,
+        "DIR/<micrograph>/<same name> for each micrograph].")] = None,
     metric: Annotated[str, typer.Option(
         help="Decision rule: snr (the 2DTM SNR, i.e. the MIP in noise sigmas; erfc "
              "threshold), zscore (per-pixel z-score, erfc threshold; saturates on strong "
@@ -97,7 +97,7 @@ def _peaks(
         if written.html is not None:
             console.print(f"report: {written.html}", highlight=False, soft_wrap=True)
         console.print(f"wrote {written.totals['particles']} particles to {written.star} "
-                      f"(per micrograph: {Path(results)}/<micrograph>/particles.star) and all "
+                      f"(per micrograph: {Path(results)}/<micrograph>/{written.star.name}) and all "
                       f"candidates to {written.csv}", highlight=False, soft_wrap=True)
         return
     if output is None:

@@ -4,7 +4,8 @@ For every micrograph of a dataset folder (:mod:`difftm.dataset.run`) the particl
 called exactly as ``difftm peaks`` does on one search
 (:func:`difftm.search.particles.call_particles`, same options), and written
 
-* per micrograph: ``<folder>/<micrograph>/particles.star`` (+ ``.csv`` of all candidates);
+* per micrograph: ``<folder>/<micrograph>/particles.star`` (+ ``.csv`` of all candidates;
+  named after the combined file, so another ``--output`` does not collide);
 * combined: ``particles.star`` (one ``data_particles`` table for the dataset,
   ``rlnMicrographName`` as named by the input, ``rlnOpticsGroup`` of the micrograph and the
   ``data_optics`` block of the input STAR file, or one group per distinct pixel size,
@@ -122,8 +123,8 @@ def dataset_particles(
     csv_path, html_path = star.with_suffix(".csv"), star.with_suffix(".html")
     outputs = [star, csv_path, *([html_path] if report else [])]
     for r in rows:
-        outputs += [folder / r["folder"] / "particles.star", folder / r["folder"] /
-                    "particles.csv"]
+        outputs += [folder / r["folder"] / star.name,
+                    folder / r["folder"] / csv_path.name]
     for path in outputs:
         check_writable(path, overwrite)
     results = [load_results(folder / r["folder"]) for r in rows]
@@ -141,8 +142,8 @@ def dataset_particles(
         particles["rlnOpticsGroup"] = np.full(len(particles), group, dtype=np.int64)
         sub = folder / row["folder"]
         own_optics = optics[optics["rlnOpticsGroup"].astype(int) == group]
-        write_particles_star(sub / "particles.star", particles, own_optics, overwrite=overwrite)
-        with atomic_output(sub / "particles.csv", overwrite=overwrite) as tmp:
+        write_particles_star(sub / star.name, particles, own_optics, overwrite=overwrite)
+        with atomic_output(sub / csv_path.name, overwrite=overwrite) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
         all_particles.append(particles)
         all_tables.append(table.assign(micrograph=row["name"]))
@@ -155,7 +156,9 @@ def dataset_particles(
             **{f"called_{m}": call.n_called[m] for m in METRICS},
             "seconds": float(md.get("timings", {}).get("seconds", 0.0))})
         if report and k < GALLERY_LIMIT:
-            figures.append((_detections_figure(row, res, table, sub), row["name"]))
+            figures.append((_detections_figure(row, res, table,
+                                               sub / f"{star.stem}_detections.png"),
+                            row["name"]))
     combined = pd.concat(all_particles, ignore_index=True)
     write_particles_star(star, combined, optics, overwrite=overwrite)
     candidates = pd.concat(all_tables, ignore_index=True)
@@ -172,7 +175,7 @@ def dataset_particles(
     return DatasetParticles(star, csv_path, html, per_mic, totals)
 
 
-def _detections_figure(row: dict, res, table: pd.DataFrame, sub: Path) -> Path | None:
+def _detections_figure(row: dict, res, table: pd.DataFrame, png: Path) -> Path | None:
     from difftm.io.mrc import read_mrc
     from difftm.report.figures import plot_micrograph_detections
 
@@ -181,7 +184,7 @@ def _detections_figure(row: dict, res, table: pd.DataFrame, sub: Path) -> Path |
         return None
     called = table[table["called"]]
     return plot_micrograph_detections(
-        read_mrc(path).data, called, sub / "detections.png", 0.35 * float(res.metadata["box"]),
+        read_mrc(path).data, called, png, 0.35 * float(res.metadata["box"]),
         title=f"{Path(row['name']).name}: {len(called)} called")
 
 
@@ -202,7 +205,7 @@ def _report(path: Path, folder: Path, metric: str, per_mic: pd.DataFrame, totals
         "Dataset",
         paragraphs=[f"Particles called by {metric} on every micrograph; the combined table "
                     f"is {path.with_suffix('.star').name}, per micrograph "
-                    "<micrograph>/particles.star."],
+                    f"<micrograph>/{path.with_suffix('.star').name}."],
         rows=[("micrographs", str(totals["micrographs"])),
               ("particles (called by the metric)", str(totals["particles"])),
               ("candidates", str(totals["candidates"])),
