@@ -62,23 +62,8 @@ def _peaks(
     from difftm.search.particles import call_particles, particles_star_tables
     from difftm.search.results import load_results
 
-    if threshold.strip().lower() == "auto":
-        cutoff = None
-    else:
-        try:
-            cutoff = float(threshold)
-        except ValueError:
-            raise ValueError(f"--threshold must be 'auto' or a number, got {threshold!r}") from None
-    if min_distance.strip().lower() == "auto":
-        distance = None
-    else:
-        try:
-            distance = float(min_distance)
-        except ValueError:
-            raise ValueError(
-                f"--min-distance must be 'auto' or a number, got {min_distance!r}") from None
-        if not (distance >= 0 and distance < float("inf")):
-            raise ValueError(f"--min-distance must be a finite number >= 0, got {min_distance}")
+    cutoff = _auto_or_number(threshold, "--threshold", minimum=-float("inf"))
+    distance = _auto_or_number(min_distance, "--min-distance", minimum=0.0)
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     if not Path(results).is_dir():
@@ -137,6 +122,20 @@ def _write_report(output: Path, result, table, summary, region: str, overwrite: 
     section = search_section(mic.name or "micrograph", result, summary, figures)
     return write_report(output.with_suffix(".html"), f"difftm peaks: {mic.name}", [section],
                         overwrite=overwrite)
+
+
+def _auto_or_number(text: str, option: str, minimum: float) -> float | None:
+    """None for 'auto', else a finite number >= ``minimum`` (one-line error otherwise)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{option} must be 'auto' or a number, got {text!r}") from None
+    if not (value >= minimum and abs(value) < float("inf")):
+        bound = f" >= {minimum:g}" if minimum > -float("inf") else ""
+        raise ValueError(f"{option} must be a finite number{bound}, got {text}")
+    return value
 
 
 def register(app: typer.Typer) -> None:
