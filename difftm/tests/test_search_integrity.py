@@ -215,3 +215,21 @@ def test_kill_dash_nine_leaves_a_lock_that_the_next_run_takes_over(inputs):
 
     _same(ref, load_results(out))
     assert not (out / LOCK_NAME).exists()
+
+
+def test_checkpoint_minutes_throttles_checkpoints_without_changing_results(inputs):
+    tmp, mic, tpl, ref = inputs
+    from difftm.search.engine import SearchInterrupted
+
+    cfg = _config(tmp, mic, tpl, "throttled", batch_size=8, chunk_batches=4,
+                  checkpoint_minutes=1000.0)
+    assert cfg.fingerprint() == _config(tmp, mic, tpl, "x", batch_size=8).fingerprint()
+    with pytest.raises(SearchInterrupted):
+        run_search(cfg, stop_after_chunks=3)
+    assert not (tmp / "throttled" / "checkpoint.npz").exists()  # not due yet
+    often = cfg.model_copy(update={"checkpoint_minutes": 1e-9, "output": tmp / "often"})
+    with pytest.raises(SearchInterrupted):
+        run_search(often, stop_after_chunks=3)
+    assert (tmp / "often" / "checkpoint.npz").exists()
+    _same(ref, run_search(often))
+    _same(ref, run_search(cfg))

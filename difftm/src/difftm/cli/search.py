@@ -78,6 +78,9 @@ def _search(
         help="Correlations per batch [planned from free memory].")] = None,
     chunk_batches: Annotated[int | None, typer.Option(
         help="Batches per checkpointed chunk [about 2% of the search].")] = None,
+    checkpoint_minutes: Annotated[float | None, typer.Option(
+        help="Write the checkpoint at most every this many minutes [after every chunk]: "
+             "fewer writes when many GPUs share one file system (docs/SCALING.md).")] = None,
     overwrite: Annotated[bool | None, typer.Option(
         "--overwrite", help="Replace another run's results in the output folder.")] = None,
     scheduler: Annotated[str | None, typer.Option(
@@ -125,7 +128,8 @@ def _search(
     )
     overrides.update(orientations=orientations, projector_oversampling=projector_oversampling,
                      gridding_correction=gridding_correction, threads=threads,
-                     template_padding=template_padding)
+                     template_padding=template_padding,
+                     checkpoint_minutes=checkpoint_minutes)
     if micrographs is None and config is not None:  # a dataset may be named in the YAML
         from difftm.search.config import merge_settings
 

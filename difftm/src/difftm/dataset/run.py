@@ -46,7 +46,8 @@ __all__ = ["MANIFEST_NAME", "DatasetJob", "build_dataset", "load_manifest", "run
 
 MANIFEST_NAME = "dataset.yaml"
 #: Settings that say how, not what, a dataset computes (not compared between runs).
-_HOW = ("output", "device", "batch_size", "chunk_batches", "overwrite", "scheduler",
+_HOW = ("output", "device", "batch_size", "chunk_batches", "checkpoint_minutes",
+        "overwrite", "scheduler",
         "n_workers", "n_parts", "threads")
 #: Settings of each micrograph (its rows of the manifest), not shared.
 _PER_MICROGRAPH = ("micrograph", "defocus_u", "defocus_v", "defocus_angle", "phase_shift",

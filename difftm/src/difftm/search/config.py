@@ -49,6 +49,9 @@ class SearchConfig(BaseModel):
         None, ge=1, description="Correlations per batch (default: planned from free memory).")
     chunk_batches: int | None = Field(
         None, ge=1, description="Batches per checkpointed chunk (default: ~2% of the search).")
+    checkpoint_minutes: float | None = Field(
+        None, gt=0, description="Write the checkpoint at most every this many minutes "
+        "(default: after every chunk); for many GPUs writing to one shared file system.")
     projector_oversampling: int = Field(2, ge=1, le=4, description="Fourier-slice padding.")
     gridding_correction: bool = Field(
         True, description="Divide the template by the sinc^2 kernel of trilinear interpolation.")
@@ -102,7 +105,8 @@ class SearchConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of every field that changes the result (not output, device, batching)."""
-        skip = {"output", "device", "batch_size", "chunk_batches", "overwrite", "scheduler",
+        skip = {"output", "device", "batch_size", "chunk_batches", "checkpoint_minutes",
+                "overwrite", "scheduler",
                 "n_workers", "n_parts", "threads"}
         data = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
         for key in ("micrograph", "template"):

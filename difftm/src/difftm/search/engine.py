@@ -257,13 +257,17 @@ def _run_search_locked(
     on_batch = None if progress is None else (
         lambda done: progress(done, n_search, time.perf_counter() - t0))
     pos = start
+    last_save = t0
     while pos < n_search:
         chunk_end = min(n_search, pos + chunk)
         correlate_range(correlator, acc, pos, chunk_end, batch, on_batch)
         pos = chunk_end
-        save_checkpoint(out, acc, pos, fingerprint,
-                        seconds=earlier + time.perf_counter() - t0,
-                        threads=torch.get_num_threads())
+        now = time.perf_counter()
+        if (cfg.checkpoint_minutes is None or pos >= n_search
+                or now - last_save >= 60.0 * cfg.checkpoint_minutes):
+            save_checkpoint(out, acc, pos, fingerprint, seconds=earlier + now - t0,
+                            threads=torch.get_num_threads())
+            last_save = now
         chunks_done += 1
         stop = stop_after_chunks is not None and chunks_done >= stop_after_chunks
         if stop and pos < n_search:
