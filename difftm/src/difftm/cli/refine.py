@@ -36,6 +36,10 @@ def _refine(
     angle_range: Annotated[float, typer.Option(
         help="grid: search +- this many degrees out of plane (in plane: 0.6 of it) [3.75].")
     ] = 3.75,
+    pixel_size_search: Annotated[tuple[float, float] | None, typer.Option(
+        help="RANGE STEP (Angstrom): after refinement, score all particles with the template "
+             "rescaled to voxel sizes within +- RANGE of the pixel size and report the best "
+             "(a magnification mismatch between template and micrograph).")] = None,
     report: Annotated[bool, typer.Option(
         "--report/--no-report", help="Write <output>.html with figures [on].")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N [cpu].")] = "cpu",
@@ -50,6 +54,8 @@ def _refine(
     rlnDefocusU/V) and adds the SNR before, the refined SNR and z-score, and the change in
     angle, shift and defocus per particle. Every particle ends at least as good as it
     started."""
+    import numpy as np
+
     from difftm.io.atomic import atomic_output, check_writable
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
     from difftm.refine.run import refine_particles
@@ -80,7 +86,8 @@ def _refine(
     t0 = time.perf_counter()
     try:
         res = refine_particles(run, particles, method=method, grid_options=grid_options,
-                               refine_defocus=refine_defocus, device=device, progress=progress)
+                               refine_defocus=refine_defocus, device=device, progress=progress,
+                               pixel_size_search=pixel_size_search)
     finally:
         reporter.close()
     seconds = time.perf_counter() - t0
@@ -103,15 +110,23 @@ def _refine(
         from difftm.report.refine_report import refine_figures, refine_section
 
         figures = refine_figures(output.parent / f"{output.stem}_figures", table,
-                                 res.refined.trace)
+                                 res.refined.trace, res.pixel_size_scan)
         write_report(html_path, f"difftm refine: {Path(run).name}",
-                     [refine_section(table, method, seconds, figures)], overwrite=overwrite)
+                     [refine_section(table, method, seconds, figures, res.pixel_size_scan)],
+                     overwrite=overwrite)
     gain = (table["snr"] - table["snr_before"]).median()
     console.print(
         f"refined {len(table)} particles ({method}, {n_threads} thread(s), {seconds:.1f} s): "
         f"mean SNR {table['snr_before'].mean():.2f} -> {table['snr'].mean():.2f} (median gain "
         f"{gain:.2f}); wrote {output}, {csv_path}" + (f", {html_path}" if report else ""),
         highlight=False, soft_wrap=True)
+    if res.pixel_size_scan is not None:
+        sizes, means = res.pixel_size_scan
+        k = int(np.argmax(means))
+        console.print(f"pixel size scan: best template voxel size {sizes[k]:.4g} A (mean SNR "
+                      f"{means[k]:.2f}; {cfg.pixel_size:.4g} A: "
+                      f"{means[int(np.argmin(np.abs(sizes - cfg.pixel_size)))]:.2f})",
+                      highlight=False)
 
 
 def register(app: typer.Typer) -> None:

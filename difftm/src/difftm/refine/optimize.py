@@ -18,6 +18,11 @@ objectives are separate, so the result does not depend on how particles are batc
 Grid (:func:`refine_grid`), the baseline (cisTEM's local search): the scores of a local
 grid of rotations (out-of-plane about the image x and y axes, in-plane about z), then of
 defocus offsets, then of sub-pixel shifts, each stage keeping the best.
+
+Pixel size (:func:`pixel_size_scan`): the mean score of all particles of a run, at their
+refined poses, for a range of template voxel sizes (the template magnified by the ratio to
+the micrograph's pixel size): the peak says which voxel size the template really has
+relative to the micrograph (a mis-calibrated magnification costs SNR on every particle).
 """
 
 from __future__ import annotations
@@ -280,3 +285,36 @@ def refine_grid(
                   defocus_offsets=dz.double().cpu(), score=final, start_score=start,
                   trace=np.asarray(trace))
     return _keep_start_if_worse(out, _as(rotations), _as(defocus_offsets))
+
+
+@torch.no_grad()
+def pixel_size_scan(
+    scorer: ParticleScorer,
+    centres: torch.Tensor,
+    rotations: torch.Tensor,
+    shifts: torch.Tensor,
+    defocus_offsets: torch.Tensor,
+    pixel_sizes: np.ndarray,
+) -> np.ndarray:
+    """Mean score of all particles for each candidate template voxel size (Angstrom).
+
+    Args:
+        scorer: the micrograph's scorer (its pixel size is the micrograph's).
+        centres, rotations, shifts, defocus_offsets: the particles (e.g. refined).
+        pixel_sizes: candidate voxel sizes of the template, Angstrom.
+
+    Returns:
+        (len(pixel_sizes),) mean scores.
+    """
+    dev = scorer.device
+    cen = _as(centres, torch.int64).to(dev)
+    rot = _as(rotations).to(dev)
+    sh = _as(shifts).to(dev)
+    dz = _as(defocus_offsets).to(dev)
+    patches = scorer.crops(cen)
+    out = []
+    for px in np.asarray(pixel_sizes, dtype=float):
+        m = torch.full((len(cen),), px / scorer.pixel_size, device=dev)
+        out.append(float(scorer.score(cen, rot, sh, dz, patches=patches,
+                                      magnification=m).mean()))
+    return np.asarray(out)

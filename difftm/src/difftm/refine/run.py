@@ -19,7 +19,13 @@ import pandas as pd
 import torch
 
 from difftm.geometry.euler import euler_to_matrix, matrix_to_euler, rotation_angle_deg
-from difftm.refine.optimize import GradientSchedule, Refined, refine_gradient, refine_grid
+from difftm.refine.optimize import (
+    GradientSchedule,
+    Refined,
+    pixel_size_scan,
+    refine_gradient,
+    refine_grid,
+)
 from difftm.refine.scorer import ParticleScorer
 
 #: Columns a particle table needs (plain names of :mod:`difftm.io.star`).
@@ -35,6 +41,8 @@ class RefineRun:
     method: str
     config: object  # SearchConfig
     metadata: dict
+    #: ``(template voxel sizes, mean refined SNR)`` of the pixel-size scan, if one ran
+    pixel_size_scan: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def load_particles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -66,6 +74,7 @@ def refine_particles(
     refine_defocus: bool = True,
     device: str = "cpu",
     progress=None,
+    pixel_size_search: tuple[float, float] | None = None,
 ) -> RefineRun:
     """Refine the particles of ``particles`` against the search in folder ``run``.
 
@@ -78,6 +87,9 @@ def refine_particles(
         refine_defocus: refine per-particle defocus too (gradient).
         device: torch device.
         progress: ``progress(done, total)`` callback.
+        pixel_size_search: ``(range, step)`` in Angstrom: after refinement, the mean score of
+            all particles for template voxel sizes within +- range of the search's pixel
+            size (:func:`difftm.refine.optimize.pixel_size_scan`).
 
     Returns:
         :class:`RefineRun`.
@@ -119,7 +131,18 @@ def refine_particles(
         refined = refine_grid(scorer, centres, rot0.float(), dz0, progress=progress,
                               **(grid_options or {}))
     out = _refined_table(table, refined, result, cfg, centres, rot0)
-    return RefineRun(out, refined, method, cfg, result.metadata)
+    scan = None
+    if pixel_size_search is not None:
+        half, step = (float(v) for v in pixel_size_search)
+        if not (0 < step <= half < cfg.pixel_size and np.isfinite(half)):
+            raise ValueError("--pixel-size-search needs 0 < STEP <= RANGE < the pixel size, "
+                             f"got {half:g} {step:g}")
+        n = int(np.floor(half / step + 1e-9))
+        sizes = cfg.pixel_size + step * np.arange(-n, n + 1)
+        means = pixel_size_scan(scorer, centres, refined.rotations, refined.shifts,
+                                refined.defocus_offsets, sizes)
+        scan = (sizes, means)
+    return RefineRun(out, refined, method, cfg, result.metadata, scan)
 
 
 def _refined_table(table, refined: Refined, result, cfg, centres, rot0) -> pd.DataFrame:

@@ -95,7 +95,8 @@ class ParticleScorer:
     # -- building blocks -------------------------------------------------------------------
     def templates(self, rotations: torch.Tensor, defocus_offsets: torch.Tensor,
                   shifts: torch.Tensor | None = None,
-                  lowpass: float | None = None) -> torch.Tensor:
+                  lowpass: float | None = None,
+                  magnification: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised templates (B, P, P), shifted by ``shifts`` (B, 2) pixels (x, y).
 
         Args:
@@ -104,8 +105,13 @@ class ParticleScorer:
             shifts: (B, 2) sub-pixel shifts of the template (x, y), or None.
             lowpass: extra Gaussian low-pass: frequencies are weighted by
                 ``exp(-(k / lowpass)^2 / 2)`` (1/A); None for none.
+            magnification: (B,) template voxel size over the micrograph's pixel size: the
+                slice is read at ``m k`` (the template scaled by ``m`` in real space);
+                None for 1.
         """
         p = self.size
+        if magnification is not None:
+            rotations = rotations * magnification.to(rotations)[:, None, None]
         slices = padded_slices(self.projector.project(rotations), self.box, p)
         dz = defocus_offsets.to(self.device, torch.float32)
         ctf = ctf_2d((p, p), self.pixel_size, self.defocus_u + dz, self.defocus_v + dz,
@@ -134,14 +140,14 @@ class ParticleScorer:
 
     def score(self, centres: torch.Tensor, rotations: torch.Tensor,
               shifts: torch.Tensor | None = None, defocus_offsets: torch.Tensor | None = None,
-              lowpass: float | None = None, patches: torch.Tensor | None = None
-              ) -> torch.Tensor:
+              lowpass: float | None = None, patches: torch.Tensor | None = None,
+              magnification: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (B,) in the search's SNR units (module docstring); differentiable in
-        ``rotations``, ``shifts`` and ``defocus_offsets``."""
+        ``rotations``, ``shifts``, ``defocus_offsets`` and ``magnification``."""
         n = rotations.shape[0]
         if defocus_offsets is None:
             defocus_offsets = torch.zeros(n, device=self.device)
-        t = self.templates(rotations, defocus_offsets, shifts, lowpass)
+        t = self.templates(rotations, defocus_offsets, shifts, lowpass, magnification)
         if patches is None:
             patches = self.crops(centres)
         return (t * patches).sum(dim=(1, 2))

@@ -21,7 +21,8 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def refine_figures(folder: Path, table: pd.DataFrame, trace: np.ndarray) -> list[Path]:
+def refine_figures(folder: Path, table: pd.DataFrame, trace: np.ndarray,
+                   scan: tuple[np.ndarray, np.ndarray] | None = None) -> list[Path]:
     """Write the refinement figures into ``folder``; return their paths."""
     figs = []
     fig = Figure(figsize=(4.6, 4.2))
@@ -51,11 +52,20 @@ def refine_figures(folder: Path, table: pd.DataFrame, trace: np.ndarray) -> list
         ax.set_ylabel("score (stage low-pass)")
         ax.set_title("convergence")
         figs.append(_save(fig, folder / "convergence.png"))
+    if scan is not None:
+        fig = Figure(figsize=(4.6, 3.4))
+        ax = fig.add_subplot()
+        ax.plot(scan[0], scan[1], marker="o", ms=3)
+        ax.set_xlabel("template voxel size (A)")
+        ax.set_ylabel("mean SNR of all particles")
+        ax.set_title("pixel size scan")
+        figs.append(_save(fig, folder / "pixel_size_scan.png"))
     return figs
 
 
 def refine_section(table: pd.DataFrame, method: str, seconds: float,
-                   figures: list[Path]) -> Section:
+                   figures: list[Path],
+                   scan: tuple[np.ndarray, np.ndarray] | None = None) -> Section:
     """The report section of one refinement."""
     gain = table["snr"] - table["snr_before"]
     rows = [
@@ -70,5 +80,9 @@ def refine_section(table: pd.DataFrame, method: str, seconds: float,
         ("defocus change median |A|", f"{table['defocus_change'].abs().median():.0f}"),
         ("wall time", f"{seconds:.1f} s ({seconds / max(len(table), 1):.2f} s per particle)"),
     ]
+    if scan is not None:
+        k = int(np.argmax(scan[1]))
+        rows.append(("best template voxel size", f"{scan[0][k]:.4g} A (mean SNR "
+                                                 f"{scan[1][k]:.2f})"))
     return Section(title="Refinement", rows=rows,
                    figures=[(p, p.stem.replace("_", " ")) for p in figures])
