@@ -130,21 +130,25 @@ def test_a_start_that_cannot_improve_is_kept():
     # a particle far from any planted one (pure noise): scores cannot rise much, and
     # whatever happens the result never drops below the start
     centres = torch.tensor([[40, 40]])
-    res = refine_grid(scorer, centres, r_true[:1], torch.zeros(1), out_of_plane_range=1.0,
+    start = r_true[:1].clone()
+    res = refine_grid(scorer, centres, start, torch.zeros(1), out_of_plane_range=1.0,
                       out_of_plane_step=1.0, in_plane_range=1.0, in_plane_step=1.0,
                       defocus_range=20.0, defocus_step=20.0, shift_range=0.5, shift_step=0.5)
     assert float(res.score[0]) >= float(res.start_score[0])
+    assert torch.equal(start, r_true[:1])  # the caller's rotations are not modified
 
 
 @pytest.mark.slow
 def test_grid_refinement_recovers_planted_poses():
     sim, _, _, scorer = _case()
     r_true, xy, dz_true, r0, centres, dz0 = _starts(sim)
+    r0_before, dz0_before = r0.clone(), dz0.clone()
     res = refine_grid(scorer, centres, r0, dz0, out_of_plane_range=6.0, out_of_plane_step=1.0,
                       in_plane_range=6.0, in_plane_step=1.0, defocus_range=300.0,
                       defocus_step=20.0, shift_range=2.0, shift_step=0.1)
     ang, shift, ddz = _errors(res, r_true, xy, dz_true, centres)
     assert np.median(ang) < 1.0 and np.median(shift) < 0.3 and np.abs(ddz).max() <= 60.0
+    assert torch.equal(r0, r0_before) and torch.equal(dz0, dz0_before)  # inputs untouched
 
 
 def test_refine_command_end_to_end(tmp_path):

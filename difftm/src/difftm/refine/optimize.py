@@ -233,8 +233,8 @@ def refine_grid(
         defocus_offsets = torch.zeros(n)
     dev = scorer.device
     cen = _as(centres, torch.int64).to(dev)
-    rot = _as(rotations).to(dev)
-    dz = _as(defocus_offsets).to(dev)
+    rot = _as(rotations).to(dev).clone()  # updated in place below: never the caller's
+    dz = _as(defocus_offsets).to(dev).clone()
     shift = torch.zeros(n, 2, device=dev)
     patches = scorer.crops(cen)
     start = scorer.score(cen, rot, None, dz, patches=patches).double().cpu()
