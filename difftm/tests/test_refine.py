@@ -194,10 +194,11 @@ def test_refine_command_end_to_end(tmp_path):
     _, refined = read_particles_star(out)
     for label in ("rlnCoordinateX", "rlnAngleRot", "rlnDefocusU", "difftmSNR",
                   "difftmSNRBefore", "difftmAngleChange", "difftmShiftChange",
-                  "difftmDefocusChange", "difftmZScore"):
+                  "difftmDefocusChange", "difftmZScore", "difftmNegLogP"):
         assert label in refined.columns, label
     plain = particles_to_plain(refined)
     assert (plain["snr"] >= plain["snr_before"] - 1e-6).all()
+    assert (plain["neg_log_p"] > 0).all() and np.isfinite(plain["neg_log_p"]).all()
     assert len(plain) >= 3
     # every refined particle is nearer its true pose than the search's 4 deg
     for row in plain.itertuples():

@@ -51,8 +51,8 @@ def _refine(
     the search's micrograph and template; scores stay in the search's SNR units.
 
     The STAR keeps RELION's columns (refined rlnCoordinateX/Y, rlnAngleRot/Tilt/Psi,
-    rlnDefocusU/V) and adds the SNR before, the refined SNR and z-score, and the change in
-    angle, shift and defocus per particle. Every particle ends at least as good as it
+    rlnDefocusU/V) and adds the SNR before, the refined SNR, z-score and -ln p, and the
+    change in angle, shift and defocus per particle. Every particle ends at least as good as it
     started."""
     import numpy as np
 
@@ -97,7 +97,7 @@ def _refine(
                                amplitude_contrast=cfg.amplitude_contrast)
     cols = {name: table[name].to_numpy() for name in (
         "x", "y", "rot", "tilt", "psi", "defocus_u", "defocus_v", "defocus_angle", "snr",
-        "zscore", "snr_before", "angle_change", "shift_change", "defocus_change")}
+        "zscore", "neg_log_p", "snr_before", "angle_change", "shift_change", "defocus_change")}
     if "micrograph" in table:
         cols["micrograph"] = table["micrograph"].to_numpy()
     star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),

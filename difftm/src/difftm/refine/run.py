@@ -6,7 +6,8 @@ sigma maps), the particle table (as ``difftm peaks`` wrote it, or any RELION par
 with centres, Euler angles and defocus), refines every particle with the gradient or grid
 optimiser of :mod:`difftm.refine.optimize`, and returns one table with the starting and
 refined values side by side: SNR (the search's units), z-score against the search's
-per-pixel mean and sigma at the refined centre, and the change in angle, shift and defocus.
+per-pixel mean and sigma at the refined centre, -ln p of the 2DTM p-value (the model fitted
+on every searched pixel of the run, region q1), and the change in angle, shift and defocus.
 """
 
 from __future__ import annotations
@@ -173,6 +174,14 @@ def _refined_table(table, refined: Refined, result, cfg, centres, rot0) -> pd.Da
     out["snr_before"] = refined.start_score.numpy()
     out["snr"] = refined.score.numpy()
     out["zscore"] = (out["snr"] - mean) / sigma
+    # -ln p (region q1) from the p-value model fitted on every searched pixel of the run, as
+    # `difftm peaks --pvalue-candidates all` does
+    from difftm.stats.pvalue import fit_pvalue_model
+
+    valid = result.valid_mask()
+    model = fit_pvalue_model(result.maps["zscore"][valid], result.maps["snr"][valid])
+    out["neg_log_p"] = model.neg_log_p(*model.to_probit(out["zscore"].to_numpy(),
+                                                       out["snr"].to_numpy()))
     out["angle_change"] = [float(rotation_angle_deg(refined.rotations[i], rot0[i]))
                            for i in range(len(out))]
     out["shift_change"] = np.hypot(new_x - out["x_before"], new_y - out["y_before"])
