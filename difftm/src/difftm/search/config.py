@@ -43,6 +43,9 @@ class SearchConfig(BaseModel):
     highpass: float | None = Field(None, gt=0, description="High-pass cutoff (Angstrom).")
     lowpass: float | None = Field(None, gt=0, description="Low-pass resolution limit (A).")
     whiten: bool = Field(True, description="Whiten image and templates by the image spectrum.")
+    edge_taper: int | None = Field(
+        None, ge=0, description="Raised-cosine taper of the micrograph's edges before the "
+        "FFT, pixels (default: half the template box; 0: none).")
     outlier_sigma: float = Field(5.0, gt=0, description="Clamp pixels beyond this many sd.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     batch_size: int | None = Field(

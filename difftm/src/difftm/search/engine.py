@@ -409,8 +409,10 @@ def search_setup(
 
     if cfg.pixel_size is None:
         raise ValueError("the pixel size is not known yet: resolve_pixel_size(cfg) first")
+    taper = int(volume.shape[0]) // 2 if cfg.edge_taper is None else int(cfg.edge_taper)
     prepared = prepare_micrograph(image, cfg.pixel_size, device=device,
-                                  outlier_sigma=cfg.outlier_sigma, whiten=cfg.whiten)
+                                  outlier_sigma=cfg.outlier_sigma, whiten=cfg.whiten,
+                                  edge_taper=taper)
     vol = torch.as_tensor(volume, dtype=torch.float32, device=device)
     projector = FourierSliceProjector(vol, oversampling=cfg.projector_oversampling,
                                       device=device,
