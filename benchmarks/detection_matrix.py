@@ -165,6 +165,9 @@ def main() -> None:
     ap.add_argument("--fluences", nargs="+", type=float, default=[30.0, 60.0])
     ap.add_argument("--backgrounds", nargs="+", default=["shot", "real"],
                     choices=["shot", "real"])
+    ap.add_argument("--only", nargs="+", default=None, choices=["shot", "real"],
+                    help="run only the cells of these backgrounds, with the seeds they have "
+                         "in the full matrix (to rerun part of it)")
     ap.add_argument("--step", type=float, default=15.0, help="grid step, degrees")
     ap.add_argument("--noise", type=int, default=2,
                     help="noise-only crops per pixel size and background")
@@ -186,13 +189,15 @@ def main() -> None:
             for px in args.pixel_sizes:
                 for fl in args.fluences:
                     for bg in args.backgrounds:
-                        cell = run_cell(target, px, fl, bg, args.seed + k, args.step, None,
-                                        work, args.min_crop)
                         k += 1
+                        if args.only and bg not in args.only:
+                            continue
+                        cell = run_cell(target, px, fl, bg, args.seed + k - 1, args.step, None,
+                                        work, args.min_crop)
                         cells.append(cell)
                         print(_cell_line(cell), flush=True)
         for px in args.pixel_sizes:
-            for bg in args.backgrounds:
+            for bg in args.only or args.backgrounds:
                 for j in range(args.noise):
                     cell = run_cell(args.targets[len(args.targets) // 2], px, 40.0, bg,
                                     1000 + args.seed + j, args.step, 0, work, args.min_crop)
