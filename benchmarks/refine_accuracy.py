@@ -114,6 +114,32 @@ def run_target(target: str, pixel_size: float, n: int, fluence: float, spread: f
     return out
 
 
+def plot(results: list[dict], path: Path) -> None:
+    """Angular error (median and 90th percentile) and time per particle, per target and
+    method."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.5, 3.4))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    names = [r["target"].split(".")[0].upper() for r in results]
+    x = np.arange(len(results))
+    for k, method in enumerate(("gradient", "grid")):
+        med = [r["methods"][method]["angle_median"] for r in results]
+        p90 = [r["methods"][method]["angle_p90"] for r in results]
+        secs = [r["methods"][method]["seconds_per_particle"] for r in results]
+        ax1.bar(x + (k - 0.5) * 0.38, med, 0.36, label=f"{method} median")
+        ax1.scatter(x + (k - 0.5) * 0.38, p90, marker="_", s=200, color="k")
+        ax2.bar(x + (k - 0.5) * 0.38, secs, 0.36, label=method)
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names)
+    ax1.set_ylabel("angular error (deg); bar: median, tick: p90")
+    ax2.set_ylabel("seconds per particle")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     """Parse arguments, run every target, print a table and a summary line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,7 +154,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--figure", type=Path, default=None, help="write a PNG summary here")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="only draw --figure from a saved --json run")
     args = ap.parse_args()
+    if args.from_json is not None:
+        plot(json.loads(args.from_json.read_text())["results"], args.figure)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
@@ -145,6 +177,8 @@ def main() -> None:
     machine = f"{platform.machine()} x{torch.get_num_threads()} threads"
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    if args.figure is not None:
+        plot(results, args.figure)
     last = results[-1]["methods"]
     print(f"target={results[-1]['target']} "
           f"gradient_median_deg={last['gradient']['angle_median']:.3f} "

@@ -185,7 +185,8 @@ def test_refine_command_end_to_end(tmp_path):
     res = runner.invoke(app, ["peaks", str(run), "--output", str(parts), "--no-report"])
     assert res.exit_code == 0, res.output
     out = tmp_path / "refined.star"
-    res = runner.invoke(app, ["refine", str(run), "--particles", str(parts), "-o", str(out),
+    # no --particles: the table `difftm peaks` wrote for this run
+    res = runner.invoke(app, ["refine", str(run), "-o", str(out),
                               "--pixel-size-search", "0.03", "0.015"])
     assert res.exit_code == 0, res.output
     assert "pixel size scan: best template voxel size" in res.output

@@ -59,7 +59,11 @@ def _peaks(
     """
     from difftm.io.atomic import atomic_output, check_writable
     from difftm.io.star import write_particles_star
-    from difftm.search.particles import call_particles, particles_star_tables
+    from difftm.search.particles import (
+        call_particles,
+        particles_star_tables,
+        record_peaks_output,
+    )
     from difftm.search.results import load_results
 
     cutoff = _auto_or_number(threshold, "--threshold", minimum=-float("inf"))
@@ -102,6 +106,7 @@ def _peaks(
     write_particles_star(output, particles, optics, overwrite=overwrite)
     with atomic_output(csv_path, overwrite=overwrite) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
+    record_peaks_output(results, output)  # `difftm refine RUN` reads it by default
     console.print(summary.line())
     if report:
         html_path = _write_report(Path(output), result, table, summary, pvalue_region, overwrite)

@@ -22,8 +22,8 @@ def _refine(
         "--output", "-o", help="Refined particle table (.star); a .csv and a .html report "
         "are written beside it.")],
     particles: Annotated[Path | None, typer.Option(
-        help="Particles to refine (RELION STAR, e.g. from `difftm peaks`) [RUN/particles.star]."
-    )] = None,
+        help="Particles to refine (RELION STAR) [the table `difftm peaks RUN` wrote last, or "
+             "RUN/particles.star].")] = None,
     method: Annotated[str, typer.Option(
         help="gradient (autograd through the projector, CTF and shift; all particles at "
              "once, coarse-to-fine) or grid (local grids of angles, defocus and shifts) "
@@ -70,7 +70,10 @@ def _refine(
     if not (angle_step > 0 and angle_range > 0 and angle_step < float("inf")
             and angle_range < float("inf")):
         raise ValueError("--angle-step and --angle-range must be finite and positive")
-    particles = particles if particles is not None else Path(run) / "particles.star"
+    if particles is None:
+        from difftm.search.particles import recorded_peaks_output
+
+        particles = recorded_peaks_output(Path(run)) or Path(run) / "particles.star"
     if not particles.is_file():
         raise FileNotFoundError(f"{particles}: particle table not found (give --particles)")
     resolve_device(device)

@@ -33,6 +33,7 @@ from difftm.search.checkpoint import (
 )
 from difftm.search.config import SearchConfig, load_config
 from difftm.search.device import plan_batch_size, resolve_device
+from difftm.search.particles import PEAKS_RECORD
 from difftm.search.preprocess import prepare_micrograph, template_filter
 from difftm.search.results import (
     BUNDLE_NAME,
@@ -44,7 +45,7 @@ from difftm.search.results import (
 from difftm.simulate.micrograph import template_diameter
 
 #: Files a search owns in its output folder (others are never touched).
-OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml") + tuple(
+OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml", PEAKS_RECORD) + tuple(
     f"{n}.mrc" for n in MAP_NAMES)
 
 ProgressCallback = Callable[[int, int, float], None]

@@ -21,6 +21,7 @@ particles (benchmarks/detection_matrix.py, docs/STATISTICS.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -189,3 +190,25 @@ def particles_star_tables(
     particles = make_particles_table(cols, micrograph_name=micrograph_name,
                                      pixel_size=md["pixel_size"], figure_of_merit=figure_of_merit)
     return optics, particles
+
+
+#: File in a search folder naming the particle table `difftm peaks` last wrote for it.
+PEAKS_RECORD = "last_peaks.txt"
+
+
+def record_peaks_output(run: Path, table_path: Path) -> None:
+    """Remember (atomically) in the search folder ``run`` where its particles were written,
+    so that ``difftm refine RUN`` finds them without ``--particles``."""
+    from difftm.io.atomic import atomic_output
+
+    with atomic_output(Path(run) / PEAKS_RECORD, overwrite=True) as tmp:
+        tmp.write_text(str(Path(table_path).resolve()) + "\n")
+
+
+def recorded_peaks_output(run: Path) -> Path | None:
+    """The particle table recorded by :func:`record_peaks_output`, if any."""
+    record = Path(run) / PEAKS_RECORD
+    if not record.is_file():
+        return None
+    text = record.read_text(errors="replace").strip()
+    return Path(text) if text else None
