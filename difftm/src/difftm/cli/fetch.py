@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from difftm.cli.errors import fail, user_errors
+from difftm.cli.errors import check_number, fail, user_errors
 
 console = Console(stderr=True)
 
@@ -34,6 +34,9 @@ def _fetch_model(
     from difftm.io.cache import FetchError, fetch_model, normalize_pdb_id
 
     normalize_pdb_id(pdb_id)  # a bad id fails before any progress display
+    check_number("--timeout", timeout, 0.0, 3600.0, "s", low_open=True)
+    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+        raise NotADirectoryError(f"--cache-dir {cache_dir}: exists and is not a folder")
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

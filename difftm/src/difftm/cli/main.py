@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from difftm.cli import demo, fetch, info, orientations, peaks, refine, search, simulate
+from difftm.cli.errors import OneLineGroup
 from difftm.cli.simulate import HELP_MARKUP
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=HELP_MARKUP,
+    cls=OneLineGroup,
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import user_errors
+from difftm.cli.errors import check_number, user_errors
 
 console = Console(stderr=True)
 
@@ -35,6 +35,20 @@ def _orientations(
     from difftm.io.atomic import check_writable
 
     check_writable(output, overwrite)
+    check_number("--out-of-plane-step", out_of_plane_step, 0.0, 180.0, "degrees", low_open=True)
+    check_number("--in-plane-step", in_plane_step, 0.0, 180.0, "degrees", low_open=True)
+    from difftm.geometry.grids import check_grid_bound
+
+    try:
+        check_grid_bound(out_of_plane_step, in_plane_step)
+    except ValueError as err:
+        raise ValueError(f"--out-of-plane-step/--in-plane-step: {err}") from None
+    try:
+        from difftm.geometry.symmetry import parse_symmetry
+
+        parse_symmetry(symmetry)
+    except ValueError as err:
+        raise ValueError(f"--symmetry: {err}") from None
     angles = orientation_grid(out_of_plane_step, in_plane_step, symmetry.strip().upper())
     if angles.shape[0] == 0:
         raise ValueError("the orientation grid is empty: check the steps and symmetry")

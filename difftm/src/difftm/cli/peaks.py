@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import user_errors
+from difftm.cli.errors import check_number, user_errors
 
 console = Console(stderr=True)
 
@@ -57,7 +57,7 @@ def _peaks(
     For a dataset folder: per-micrograph and combined STAR files (rlnMicrographName per
     particle, the optics of the input) and a dataset report (particles.html).
     """
-    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.atomic import atomic_output
     from difftm.io.star import write_particles_star
     from difftm.search.particles import (
         call_particles,
@@ -70,6 +70,7 @@ def _peaks(
     distance = _auto_or_number(min_distance, "--min-distance", minimum=0.0)
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
+    check_number("--n-false-positives", n_false_positives, 0.0, 1e9, low_open=True)
     if not Path(results).is_dir():
         raise FileNotFoundError(f"{results}: not a search output folder")
     from difftm.dataset.run import MANIFEST_NAME
@@ -91,9 +92,8 @@ def _peaks(
         return
     if output is None:
         raise ValueError("give --output, the particle STAR file to write")
+    check_peaks_outputs(Path(output), report, overwrite)
     csv_path = Path(output).with_suffix(".csv")
-    check_writable(output, overwrite)
-    check_writable(csv_path, overwrite)
     result = load_results(results)
     table, summary = call_particles(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
@@ -113,6 +113,29 @@ def _peaks(
         console.print(f"report: {html_path}")
     console.print(f"wrote {len(particles)} particles to {output} and all "
                   f"{len(table)} candidates to {csv_path}")
+
+
+def check_peaks_outputs(output: Path, report: bool, overwrite: bool) -> None:
+    """Check every file ``peaks`` writes for one micrograph before writing any of them.
+
+    The STAR table, the CSV beside it and, with ``report``, the HTML report and its
+    figures folder: a wrong suffix, an existing file without ``overwrite``, a directory
+    where a file goes or a missing folder is refused in one line.
+    """
+    from difftm.io.atomic import check_writable
+
+    if output.suffix.lower() != ".star":
+        raise ValueError(f"{output}: the particle table must be a .star file (the CSV and "
+                         "HTML are written beside it)")
+    paths = [output, output.with_suffix(".csv")]
+    if report:
+        paths.append(output.with_suffix(".html"))
+        figures = output.parent / f"{output.stem}_figures"
+        if figures.exists() and not figures.is_dir():
+            raise ValueError(f"{figures}: exists and is not a folder (the report's figures "
+                             "go there)")
+    for path in paths:
+        check_writable(path, overwrite)
 
 
 def _write_report(output: Path, result, table, summary, region: str, overwrite: bool) -> Path:

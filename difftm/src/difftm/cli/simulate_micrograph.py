@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import user_errors
+from difftm.cli.errors import check_number, user_errors
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
@@ -73,6 +73,12 @@ def _micrograph(
     threads: ThreadsOption = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
+    max_shape: Annotated[int, typer.Option(
+        "--max-shape", help="Largest micrograph edge accepted, pixels (memory is allocated "
+        "for the whole image); raise it deliberately.")] = 16384,
+    max_particles: Annotated[int, typer.Option(
+        "--max-particles", help="Largest --n-particles accepted; raise it deliberately.")
+    ] = 100_000,
 ) -> None:
     """Simulate a micrograph holding copies of TEMPLATE at random positions and orientations
     (weak-phase image formation, CTF per particle, Poisson shot noise, optional real
@@ -92,17 +98,50 @@ def _micrograph(
     params_path = output.with_suffix(".json")
     if len({output.resolve(), truth.resolve(), params_path.resolve()}) < 3:
         raise ValueError(f"{output}: the micrograph, truth and parameter files must differ")
+    inputs = {p.resolve() for p in (template, model, background) if p is not None}
     for path in (output, truth, params_path):
+        if path.resolve() in inputs:
+            raise ValueError(f"{path}: is also an input file; choose another output name")
         check_writable(path, overwrite)
-    if pixel_size is not None and not pixel_size > 0:
-        raise ValueError(f"--pixel-size must be positive, got {pixel_size}")
+    check_number("--pixel-size", pixel_size, 0.05, 100.0, "A")
+    check_number("--defocus", defocus, -1e5, 1e5, "A")
+    check_number("--fluence", fluence, 0.0, 1e4, "e-/A^2", low_open=True)
+    check_number("--voltage", voltage, 10.0, 3000.0, "kV")
+    check_number("--cs", cs, 0.0, 100.0, "mm")
+    check_number("--amplitude-contrast", amplitude_contrast, 0.0, 1.0)
+    check_number("--defocus-spread", defocus_spread, 0.0, 1e5, "A")
+    check_number("--astigmatism", astigmatism, -1e5, 1e5, "A")
+    check_number("--astigmatism-angle", astigmatism_angle, -3600.0, 3600.0, "degrees")
+    check_number("--background-scale", background_scale, 0.0, 1e6)
+    check_number("--min-separation", min_separation, 0.0, float(max(shape)))
+    if not (1 <= min(shape) and max(shape) <= max_shape):
+        raise ValueError(f"--shape {shape[0]} {shape[1]}: each edge must be 1 to --max-shape "
+                         f"{max_shape} pixels")
+    if not 0 <= n_particles <= max_particles:
+        raise ValueError(f"--n-particles {n_particles} must be 0 to --max-particles "
+                         f"{max_particles}")
+    if device.strip().lower() != "cpu":
+        from difftm.search.device import resolve_device
+
+        try:
+            resolve_device(device)
+        except ValueError as err:
+            raise ValueError(f"--device: {err}") from None
     vol = read_mrc(template)
     if vol.data.ndim != 3:
         raise ValueError(f"{template}: expected a 3D volume, got a 2D image {vol.shape}")
+    if float(vol.data.max()) == float(vol.data.min()):
+        raise ValueError(f"{template}: every voxel is {float(vol.data.flat[0]):g}; a constant "
+                         "template has no particle to plant")
     if pixel_size is None:
         if not vol.pixel_size_calibrated:
             raise ValueError(f"{template}: header has no pixel size; give --pixel-size")
         pixel_size = vol.pixel_size
+    expected_counts = fluence * pixel_size**2
+    if expected_counts > 1e7:
+        raise ValueError(f"--fluence {fluence:g} e-/A^2 at {pixel_size:g} A/px gives "
+                         f"{expected_counts:.3g} electrons per pixel, beyond what the counts "
+                         "can hold (at most 1e7)")
     elif vol.pixel_size_calibrated and abs(vol.pixel_size - pixel_size) > 0.005 * max(
             pixel_size, vol.pixel_size):
         raise ValueError(
@@ -162,10 +201,15 @@ def _micrograph(
         "truth": str(truth),
         "threads": n_threads,
     }
-    write_mrc(output, sim.image, pixel_size, overwrite=overwrite)
-    write_particles_star(truth, particles, optics, overwrite=overwrite)
-    with atomic_output(params_path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(params, indent=2) + "\n")
+    # one unit: all three files are written to temporaries first and renamed only after
+    # every write succeeded, so a failure (disk full, kill) never leaves a micrograph
+    # without its truth table
+    with (atomic_output(output, overwrite=overwrite) as tmp_image,
+          atomic_output(truth, overwrite=overwrite) as tmp_truth,
+          atomic_output(params_path, overwrite=overwrite) as tmp_params):
+        write_mrc(tmp_image, sim.image, pixel_size, overwrite=True)
+        write_particles_star(tmp_truth, particles, optics, overwrite=True)
+        tmp_params.write_text(json.dumps(params, indent=2) + "\n")
     console.print(
         f"wrote {output} ({shape[0]} x {shape[1]}, mean {sim.image.mean():.2f} counts), "
         f"{truth} ({n_particles} particles), {params_path}", highlight=False, soft_wrap=True,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import user_errors
+from difftm.cli.errors import check_number, user_errors
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
@@ -54,6 +54,9 @@ def _template(
     threads: ThreadsOption = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    max_box: Annotated[int, typer.Option(
+        "--max-box", help="Largest --box accepted (a 1024^3 float volume is 4 GiB); raise it "
+        "deliberately for bigger templates.")] = 1024,
 ) -> None:
     """Simulate the 3D electrostatic potential of an atomic model as a 2DTM template.
 
@@ -72,12 +75,17 @@ def _template(
     )
     from difftm.threads import apply_threads
 
-    if not pixel_size > 0:
-        raise ValueError(f"--pixel-size must be positive (Angstrom), got {pixel_size:g}")
+    check_number("--pixel-size", pixel_size, 0.05, 100.0, "A")
     if box is not None and box < 2:
         raise ValueError(f"--box must be at least 2 voxels, got {box}")
-    if fluence is not None and not fluence > 0:
-        raise ValueError(f"--fluence must be positive (e-/A^2), got {fluence:g}")
+    if box is not None and box > max_box:
+        raise ValueError(f"--box {box} is larger than --max-box {max_box} (a {box}^3 volume "
+                         f"needs {4 * box**3 / 2**30:.1f} GiB per copy); raise --max-box to "
+                         "allow it")
+    check_number("--fluence", fluence, 0.0, 1e4, "e-/A^2", low_open=True)
+    check_number("--voltage", voltage, 10.0, 3000.0, "kV")
+    check_number("--b-factor-scale", b_factor_scale, 0.0, 100.0)
+    check_number("--b-factor-add", b_factor_add, -500.0, 1e4, "A^2")
     centre_mode = parse_centre(center)
     if centre_mode == "box" and box is None:
         raise ValueError("--center box keeps the model's frame (model origin at voxel 0): "
@@ -98,6 +106,10 @@ def _template(
     point = resolve_centre(atoms, centre_mode, pixel_size, box)
     if box is None:
         box = suggest_box(atoms, pixel_size, centre=point)
+        if box > max_box:
+            raise ValueError(f"{model}: the model needs a box of {box} voxels at "
+                             f"{pixel_size:g} A/px, larger than --max-box {max_box}; give a "
+                             "larger --pixel-size or raise --max-box")
 
     reporter = progress_reporter(console, "simulating potential", len(atoms), unit="atoms/s",
                                  transient=True)

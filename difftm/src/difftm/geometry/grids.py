@@ -46,6 +46,26 @@ __all__ = ["sphere_directions", "orientation_grid", "grid_size", "viewing_direct
 _STAR_LABELS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 
 
+#: Largest grid built (about 1.2 GB of float64 angles); finer steps are refused up front.
+MAX_ORIENTATIONS = 50_000_000
+
+
+def check_grid_bound(out_of_plane_step: float, in_plane_step: float,
+                     limit: int = MAX_ORIENTATIONS) -> None:
+    """Refuse steps whose C1 grid would exceed ``limit`` orientations, before building it.
+
+    The estimate is the full sphere (41,253 square degrees) over ``out_of_plane_step^2``
+    times ``360 / in_plane_step``; symmetry can only shrink the grid.
+    """
+    _check_steps(out_of_plane_step, in_plane_step)
+    estimate = (41253.0 / out_of_plane_step**2 + 2) * max(1.0, 360.0 / in_plane_step)
+    if estimate > limit:
+        raise ValueError(
+            f"out-of-plane step {out_of_plane_step:g} and in-plane step {in_plane_step:g} "
+            f"degrees give about {estimate:.3g} orientations, more than {limit:,}; use "
+            "larger steps")
+
+
 def _check_steps(out_of_plane_step: float, in_plane_step: float) -> None:
     for name, v in (("out_of_plane_step", out_of_plane_step), ("in_plane_step", in_plane_step)):
         if not (isinstance(v, int | float) and math.isfinite(v) and 0 < v <= 180):
@@ -90,7 +110,7 @@ def _n_psi(in_plane_step: float) -> int:
 
 def grid_size(out_of_plane_step: float, in_plane_step: float, symmetry: str = "C1") -> int:
     """Number of orientations :func:`orientation_grid` returns (without building it)."""
-    _check_steps(out_of_plane_step, in_plane_step)
+    check_grid_bound(out_of_plane_step, in_plane_step)
     return sphere_directions(out_of_plane_step, symmetry).shape[0] * _n_psi(in_plane_step)
 
 
@@ -109,7 +129,7 @@ def orientation_grid(
         [0, 360), tilt in [0, 180]; deterministic order (module docstring). C1 at 2.5/1.5
         degrees gives 6,600 directions x 240 psi = 1,584,000 orientations.
     """
-    _check_steps(out_of_plane_step, in_plane_step)
+    check_grid_bound(out_of_plane_step, in_plane_step)
     rt = sphere_directions(out_of_plane_step, symmetry)
     n_psi = _n_psi(in_plane_step)
     psi = torch.arange(n_psi, dtype=torch.float64) * (360.0 / n_psi)

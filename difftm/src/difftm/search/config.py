@@ -9,11 +9,39 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+#: Plausible ranges of physical parameters: (low, high) inclusive; values outside are typos
+#: or unit mistakes (defocus in metres, voltage in V) and are refused before any work.
+PLAUSIBLE = {
+    "pixel_size": (0.05, 100.0, "A"),
+    "voltage": (10.0, 3000.0, "kV"),
+    "cs": (0.0, 100.0, "mm"),
+    "defocus_u": (-1e5, 1e5, "A"),
+    "defocus_v": (-1e5, 1e5, "A"),
+    "defocus_range": (0.0, 1e5, "A"),
+    "defocus_step": (1.0, 1e5, "A"),
+    "ctf_bfactor": (0.0, 1e4, "A^2"),
+    "defocus_angle": (-3600.0, 3600.0, "degrees"),
+    "phase_shift": (-3600.0, 3600.0, "degrees"),
+    "highpass": (0.0, 1e6, "A"),
+    "lowpass": (0.0, 1e6, "A"),
+}
+
+#: Most defocus planes a search may have (range / step * 2 + 1).
+MAX_DEFOCUS_PLANES = 1001
 
 
 class SearchConfig(BaseModel):
@@ -75,9 +103,35 @@ class SearchConfig(BaseModel):
     n_workers: int | None = Field(None, ge=1, description="Workers of a local Dask cluster.")
     n_parts: int | None = Field(None, ge=1, description="Parts of a distributed search.")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite_and_plausible(cls, v: Any, info) -> Any:
+        """Every float is finite (pydantic's gt=0 accepts inf) and within PLAUSIBLE."""
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"must be a finite number, got {v}")
+            if info.field_name in PLAUSIBLE:
+                low, high, unit = PLAUSIBLE[info.field_name]
+                if not low <= v <= high:
+                    raise ValueError(f"{v:g} {unit} is outside the plausible range "
+                                     f"[{low:g}, {high:g}] {unit}")
+        return v
+
+    @model_validator(mode="after")
+    def _defocus_planes(self) -> SearchConfig:
+        n = 2 * self.defocus_range / self.defocus_step + 1
+        if n > MAX_DEFOCUS_PLANES:
+            raise ValueError(f"defocus-range {self.defocus_range:g} with defocus-step "
+                             f"{self.defocus_step:g} gives {n:.0f} defocus planes, more than "
+                             f"{MAX_DEFOCUS_PLANES}; use a larger step")
+        return self
+
     @field_validator("symmetry")
     @classmethod
     def _symmetry_upper(cls, v: str) -> str:
+        from difftm.geometry.symmetry import parse_symmetry
+
+        parse_symmetry(v)
         return v.strip().upper()
 
     @field_validator("template_padding", mode="before")
@@ -153,7 +207,7 @@ def validation_message(err: ValidationError, path: Path | None = None) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "configuration"
     where = f"{path}: " if path is not None else ""
-    return f"{where}{loc.replace('_', '-')}: {first['msg']}"
+    return f"{where}{loc.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def merge_settings(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +222,10 @@ def merge_settings(path: Path | None, overrides: dict[str, Any]) -> dict[str, An
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: configuration file not found")
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                             f"offset {err.start})") from None
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: not valid YAML ({err.__class__.__name__})") from err
         if loaded is None:

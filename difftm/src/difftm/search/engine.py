@@ -86,6 +86,9 @@ def _load_inputs(cfg: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
     for path, img in ((cfg.micrograph, mic), (cfg.template, tpl)):
         if not np.isfinite(img.data).all():
             raise ValueError(f"{path}: contains NaN or infinite values")
+        if img.data.size and float(img.data.max()) == float(img.data.min()):
+            raise ValueError(f"{path}: every value is {float(img.data.flat[0]):g} (a constant "
+                             "image has nothing to match)")
     if tpl.data.shape[0] > min(mic.data.shape):
         raise ValueError(
             f"{cfg.micrograph}: micrograph {mic.data.shape[0]}x{mic.data.shape[1]} px is smaller "

@@ -233,24 +233,46 @@ def _place_centres(
     rng: np.random.Generator,
     max_tries: int = 200,
 ) -> np.ndarray:
-    """Random integer centres (x, y), box inside the image, pairwise >= min_separation."""
+    """Random integer centres (x, y), box inside the image, pairwise >= min_separation.
+
+    Requests that cannot fit (more discs of diameter ``min_separation`` than a hexagonal
+    packing holds in the area of allowed centres) are refused before any placement; the
+    others are drawn with a cell grid, so each draw checks a few neighbours, not all
+    particles placed so far.
+    """
     h, w = shape
     lo = box // 2
     hi_y, hi_x = h - box + box // 2, w - box + box // 2
+    s = float(min_separation)
+    if n > 0 and s > 0:
+        # discs of radius s/2 centred in the allowed rectangle: area bound of hex packing
+        capacity = (hi_x - lo + 1 + s) * (hi_y - lo + 1 + s) / (math.sqrt(3) / 2 * s * s)
+        if n > capacity:
+            raise ValueError(
+                f"{n} particles {s:.0f} px apart cannot fit in a {h} x {w} image (at most "
+                f"about {int(capacity)}); use fewer particles, a larger image or a smaller "
+                "minimum separation"
+            )
+    cell = max(s, 1.0)
+    grid: dict[tuple[int, int], list[tuple[int, int]]] = {}
     centres: list[tuple[int, int]] = []
     attempts = 0
     while len(centres) < n:
         attempts += 1
         if attempts > max_tries * max(n, 1):
             raise ValueError(
-                f"could only place {len(centres)} of {n} particles {min_separation:.0f} px apart "
+                f"could only place {len(centres)} of {n} particles {s:.0f} px apart "
                 f"in a {h} x {w} image; use fewer particles, a larger image or a smaller "
                 "minimum separation"
             )
         x = int(rng.integers(lo, hi_x + 1))
         y = int(rng.integers(lo, hi_y + 1))
-        if all((x - cx) ** 2 + (y - cy) ** 2 >= min_separation**2 for cx, cy in centres):
+        gx, gy = int(x // cell), int(y // cell)
+        near = (p for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                for p in grid.get((gx + dx, gy + dy), ()))
+        if all((x - cx) ** 2 + (y - cy) ** 2 >= s**2 for cx, cy in near):
             centres.append((x, y))
+            grid.setdefault((gx, gy), []).append((x, y))
     return np.asarray(centres, dtype=np.int64).reshape(-1, 2)
 
 

@@ -1,0 +1,389 @@
+"""A corpus of malformed inputs and hostile options run through every ``difftm`` subcommand.
+
+Each case must end with a non-zero exit, no traceback, one ``error:`` line, and that line
+must name the file or option at fault (issue 15). Inputs are tiny so that the whole corpus
+runs in the default suite; nothing here needs a network or a GPU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from difftm.cli.main import app
+from difftm.io.mrc import write_mrc
+
+from search_helpers import blob_volume, white_noise
+
+runner = CliRunner()
+PX = 2.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Paths of the corpus files (valid and broken) in one temporary folder."""
+
+    root: Path
+    tpl: Path
+    mic: Path
+    model: Path
+    empty: Path
+    garbage: Path
+    truncated: Path
+    bad_mode: Path
+    nan_mrc: Path
+    zero_tpl: Path
+    const_mic: Path
+    nonutf8: Path
+    star_nocols: Path
+    folder: Path
+    existing: Path
+    bad_yaml: Path
+    bad_bundle: Path
+    gz_bomb: Path
+    run: Path
+
+
+def _truncated(path: Path, src: Path) -> None:
+    data = src.read_bytes()
+    path.write_bytes(data[: 1024 + (len(data) - 1024) // 2])
+
+
+def _bad_mode(path: Path) -> None:
+    """A header claiming mode 2 (float32) over a file sized for mode 1 (int16)."""
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.zeros((16, 16), dtype=np.int16))
+    raw = bytearray(path.read_bytes())
+    raw[12:16] = np.int32(2).tobytes()
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="module")
+def inp(tmp_path_factory) -> Inputs:
+    root = tmp_path_factory.mktemp("corpus")
+    tpl = root / "tpl.mrc"
+    mic = root / "mic.mrc"
+    write_mrc(tpl, blob_volume(16, seed=2), PX)
+    write_mrc(mic, white_noise((64, 64), 3), PX)
+    model = root / "model.pdb"
+    model.write_text(
+        "ATOM      1  CA  ALA A   1       0.000   0.000   0.000  1.00 20.00           C\n"
+        "ATOM      2  CA  ALA A   2       3.800   0.000   0.000  1.00 20.00           C\n"
+        "END\n")
+    empty = root / "empty.mrc"
+    empty.write_bytes(b"")
+    garbage = root / "garbage.mrc"
+    garbage.write_bytes(os.urandom(1024) + os.urandom(3000))
+    truncated = root / "truncated.mrc"
+    _truncated(truncated, mic)
+    bad_mode = root / "bad_mode.mrc"
+    _bad_mode(bad_mode)
+    nan_mrc = root / "nan.mrc"
+    with mrcfile.new(nan_mrc, overwrite=True) as mrc:
+        data = white_noise((64, 64), 4)
+        data[3, 3] = np.nan
+        mrc.set_data(data)
+        mrc.voxel_size = PX
+    zero_tpl = root / "zero_tpl.mrc"
+    write_mrc(zero_tpl, np.zeros((16, 16, 16), np.float32), PX)
+    const_mic = root / "const_mic.mrc"
+    write_mrc(const_mic, np.full((64, 64), 7.0, np.float32), PX)
+    nonutf8 = root / "latin1.star"
+    nonutf8.write_bytes(b"data_particles\nloop_\n_rlnAngleRot #1\n\xff\xfe\x80 1\n")
+    star_nocols = root / "nocols.star"
+    star_nocols.write_text("data_particles\nloop_\n_rlnSomething #1\n1\n2\n")
+    folder = root / "a_folder.mrc"
+    folder.mkdir()
+    existing = root / "existing.mrc"
+    existing.write_bytes(b"precious")
+    (root / "existing.csv").write_bytes(b"precious")
+    (root / "exhtml.html").write_bytes(b"precious")
+    bad_yaml = root / "bad.yaml"
+    bad_yaml.write_bytes(b"pixel_size: \xff\xfe\n")
+    bad_bundle = root / "bad_run"
+    bad_bundle.mkdir()
+    (bad_bundle / "results.npz").write_bytes(b"PK\x03\x04 not a zip")
+    gz_bomb = root / "bomb.pdb.gz"
+    with gzip.open(gz_bomb, "wb") as fh:
+        fh.write(b"REMARK\n" * 10)
+    run = root / "run"  # one real (tiny) search, for peaks and refine
+    done = runner.invoke(app, _search(None, mic, tpl, run, "--no-whiten"))
+    assert done.exit_code == 0, done.output
+    return Inputs(root, tpl, mic, model, empty, garbage, truncated, bad_mode, nan_mrc,
+                  zero_tpl, const_mic, nonutf8, star_nocols, folder, existing, bad_yaml,
+                  bad_bundle, gz_bomb, run)
+
+
+def _search(i: Inputs | None, mic, tpl, out, *extra) -> list[str]:
+    return ["search", str(mic), str(tpl), "--output", str(out), "--defocus-u", "9000",
+            "--defocus-range", "0", "--out-of-plane-step", "45", "--in-plane-step", "60",
+            "--device", "cpu", "--threads", "1", *extra]
+
+
+def _simmic(i: Inputs, *extra, out: str = "sim.mrc", truth: str = "sim_truth.star") -> list[str]:
+    base = ["simulate", "micrograph", str(i.tpl), "--output", str(i.root / out), "--truth",
+            str(i.root / truth), "--shape", "64", "64", "--n-particles", "1", "--defocus",
+            "9000", "--fluence", "40", "--threads", "1"]
+    # later options win in click: the case's values override the defaults above
+    return base + list(extra)
+
+
+def _simtpl(i: Inputs, *extra, out: str = "t_out.mrc") -> list[str]:
+    return ["simulate", "template", str(i.model), "--pixel-size", "2", "--output",
+            str(i.root / out), "--box", "16", "--device", "cpu", "--threads", "1", *extra]
+
+
+# (case id, argument builder, text the error line must contain)
+CASES: list[tuple[str, object, str]] = [
+    # --- info -----------------------------------------------------------------------------
+    ("info-missing", lambda i: ["info", str(i.root / "nope.mrc")], "nope.mrc"),
+    ("info-empty", lambda i: ["info", str(i.empty)], "empty.mrc"),
+    ("info-garbage", lambda i: ["info", str(i.garbage)], "garbage.mrc"),
+    ("info-truncated", lambda i: ["info", str(i.truncated)], "truncated.mrc"),
+    ("info-bad-mode", lambda i: ["info", str(i.bad_mode)], "bad_mode.mrc"),
+    ("info-directory", lambda i: ["info", str(i.folder)], "a_folder.mrc"),
+    ("info-nonutf8-star", lambda i: ["info", str(i.nonutf8)], "latin1.star"),
+    ("info-gz-not-a-model", lambda i: ["info", str(i.gz_bomb)], "bomb.pdb.gz"),
+    # --- simulate template ------------------------------------------------------------------
+    ("tpl-missing-model", lambda i: _simtpl(i) [:2] + [str(i.root / "no.pdb")] + _simtpl(i)[3:],
+     "no.pdb"),
+    ("tpl-pixel-nan", lambda i: _simtpl(i, "--pixel-size", "nan"), "--pixel-size"),
+    ("tpl-pixel-inf", lambda i: _simtpl(i, "--pixel-size", "inf"), "--pixel-size"),
+    ("tpl-box-huge", lambda i: _simtpl(i, "--box", "100000"), "--box"),
+    ("tpl-bfactor-inf", lambda i: _simtpl(i, "--b-factor-add", "inf"), "--b-factor-add"),
+    ("tpl-bfactor-scale-nan", lambda i: _simtpl(i, "--b-factor-scale", "nan"),
+     "--b-factor-scale"),
+    ("tpl-voltage-tiny", lambda i: _simtpl(i, "--fluence", "40", "--voltage", "1e-9"),
+     "--voltage"),
+    ("tpl-fluence-inf", lambda i: _simtpl(i, "--fluence", "inf"), "--fluence"),
+    ("tpl-output-is-dir", lambda i: _simtpl(i, out="a_folder.mrc"), "a_folder.mrc"),
+    ("tpl-output-exists", lambda i: _simtpl(i, out="existing.mrc"), "existing.mrc"),
+    ("tpl-output-no-folder", lambda i: _simtpl(i, out="nofolder/t.mrc"), "nofolder"),
+    ("tpl-device-tpu", lambda i: _simtpl(i, "--device", "tpu"), "--device"),
+    # --- simulate micrograph ----------------------------------------------------------------
+    ("mic-template-garbage", lambda i: ["simulate", "micrograph", str(i.garbage)]
+     + _simmic(i)[3:], "garbage.mrc"),
+    ("mic-template-zero", lambda i: ["simulate", "micrograph", str(i.zero_tpl)]
+     + _simmic(i)[3:], "zero_tpl.mrc"),
+    ("mic-defocus-nan", lambda i: _simmic(i, "--defocus", "nan"), "--defocus"),
+    ("mic-defocus-huge", lambda i: _simmic(i, "--defocus", "1e12"), "--defocus"),
+    ("mic-fluence-inf", lambda i: _simmic(i, "--fluence", "inf"), "--fluence"),
+    ("mic-fluence-overflow", lambda i: _simmic(i, "--fluence", "1e30"), "--fluence"),
+    ("mic-voltage-tiny", lambda i: _simmic(i, "--voltage", "1e-9"), "--voltage"),
+    ("mic-cs-nan", lambda i: _simmic(i, "--cs", "nan"), "--cs"),
+    ("mic-spread-inf", lambda i: _simmic(i, "--defocus-spread", "inf"), "--defocus-spread"),
+    ("mic-shape-huge", lambda i: _simmic(i, "--shape", "1000000", "1000000"), "--shape"),
+    ("mic-shape-zero", lambda i: _simmic(i, "--shape", "0", "0"), "--shape"),
+    ("mic-too-many-particles", lambda i: _simmic(i, "--n-particles", "1000000"),
+     "--n-particles"),
+    ("mic-device-tpu", lambda i: _simmic(i, "--device", "tpu"), "--device"),
+    ("mic-device-cuda", lambda i: _simmic(i, "--device", "cuda:7"), "--device"),
+    ("mic-output-is-dir", lambda i: _simmic(i, out="a_folder.mrc"), "a_folder.mrc"),
+    ("mic-truth-exists", lambda i: _simmic(i, truth="existing.mrc"), "existing.mrc"),
+    ("mic-background-garbage", lambda i: _simmic(i, "--background", str(i.garbage)),
+     "garbage.mrc"),
+    # --- search -----------------------------------------------------------------------------
+    ("search-pixel-inf", lambda i: _search(i, i.mic, i.tpl, i.root / "s1", "--pixel-size",
+                                           "inf"), "pixel-size"),
+    ("search-defocus-nan", lambda i: _search(i, i.mic, i.tpl, i.root / "s2", "--defocus-u",
+                                             "nan"), "defocus-u"),
+    ("search-defocus-huge", lambda i: _search(i, i.mic, i.tpl, i.root / "s3", "--defocus-u",
+                                              "1e12"), "defocus-u"),
+    ("search-defocus-range-inf", lambda i: _search(i, i.mic, i.tpl, i.root / "s4",
+                                                   "--defocus-range", "inf"), "defocus-range"),
+    ("search-voltage-tiny", lambda i: _search(i, i.mic, i.tpl, i.root / "s5", "--voltage",
+                                              "1e-9"), "voltage"),
+    ("search-cs-inf", lambda i: _search(i, i.mic, i.tpl, i.root / "s6", "--cs", "inf"), "cs"),
+    ("search-lowpass-nan", lambda i: _search(i, i.mic, i.tpl, i.root / "s7", "--lowpass",
+                                             "nan"), "lowpass"),
+    ("search-phase-inf", lambda i: _search(i, i.mic, i.tpl, i.root / "s8", "--phase-shift",
+                                           "inf"), "phase-shift"),
+    ("search-mic-garbage", lambda i: _search(i, i.garbage, i.tpl, i.root / "s9"),
+     "garbage.mrc"),
+    ("search-mic-truncated", lambda i: _search(i, i.truncated, i.tpl, i.root / "s10"),
+     "truncated.mrc"),
+    ("search-mic-nan", lambda i: _search(i, i.nan_mrc, i.tpl, i.root / "s11"), "nan.mrc"),
+    ("search-mic-constant", lambda i: _search(i, i.const_mic, i.tpl, i.root / "s12"),
+     "const_mic.mrc"),
+    ("search-tpl-zero", lambda i: _search(i, i.mic, i.zero_tpl, i.root / "s13"),
+     "zero_tpl.mrc"),
+    ("search-tpl-missing", lambda i: _search(i, i.mic, i.root / "none.mrc", i.root / "s14"),
+     "none.mrc"),
+    ("search-output-is-file", lambda i: _search(i, i.mic, i.tpl, i.existing), "existing.mrc"),
+    ("search-config-nonutf8", lambda i: ["search", "--config", str(i.bad_yaml)], "bad.yaml"),
+    ("search-config-missing", lambda i: ["search", "--config", str(i.root / "no.yaml")],
+     "no.yaml"),
+    ("search-device-tpu", lambda i: _search(i, i.mic, i.tpl, i.root / "s15", "--device",
+                                            "tpu"), "device"),
+    ("search-symmetry-huge", lambda i: _search(i, i.mic, i.tpl, i.root / "s16", "--symmetry",
+                                               "C100000000"), "symmetry"),
+    ("search-orientations-nonutf8", lambda i: _search(i, i.mic, i.tpl, i.root / "s17",
+                                                      "--orientations", str(i.nonutf8)),
+     "latin1.star"),
+    # --- peaks ------------------------------------------------------------------------------
+    ("peaks-missing", lambda i: ["peaks", str(i.root / "norun"), "-o", str(i.root / "p.star")],
+     "norun"),
+    ("peaks-empty-folder", lambda i: ["peaks", str(i.folder), "-o", str(i.root / "p.star")],
+     "a_folder.mrc"),
+    ("peaks-bad-bundle", lambda i: ["peaks", str(i.bad_bundle), "-o", str(i.root / "p.star")],
+     "results.npz"),
+    ("peaks-threshold-nan", lambda i: ["peaks", str(i.bad_bundle), "-o", str(i.root / "p.star"),
+                                       "--threshold", "nan"], "--threshold"),
+    ("peaks-nfp-inf", lambda i: ["peaks", str(i.bad_bundle), "-o", str(i.root / "p.star"),
+                                 "--n-false-positives", "inf"], "--n-false-positives"),
+    ("peaks-output-suffix", lambda i: ["peaks", str(i.run), "-o", str(i.root / "p.csv")],
+     "p.csv"),
+    ("peaks-output-is-dir", lambda i: ["peaks", str(i.run), "-o", str(i.folder)],
+     "a_folder.mrc"),
+    ("peaks-csv-exists", lambda i: ["peaks", str(i.run), "-o", str(i.root / "existing.star")],
+     "existing.csv"),
+    ("peaks-html-exists", lambda i: ["peaks", str(i.run), "-o", str(i.root / "exhtml.star")],
+     "exhtml.html"),
+    # --- refine -----------------------------------------------------------------------------
+    ("refine-missing-run", lambda i: ["refine", str(i.root / "norun"), "-o",
+                                      str(i.root / "r.star")], "norun"),
+    ("refine-output-suffix", lambda i: ["refine", str(i.bad_bundle), "-o",
+                                        str(i.root / "r.txt")], "r.txt"),
+    ("refine-angle-nan", lambda i: ["refine", str(i.bad_bundle), "-o", str(i.root / "r.star"),
+                                    "--angle-step", "nan"], "--angle-step"),
+    ("refine-particles-nonutf8", lambda i: ["refine", str(i.run), "-o",
+                                            str(i.root / "r.star"), "--particles",
+                                            str(i.nonutf8)], "latin1.star"),
+    ("refine-particles-nocols", lambda i: ["refine", str(i.run), "-o",
+                                           str(i.root / "r.star"), "--particles",
+                                           str(i.star_nocols)], "nocols.star"),
+    # --- orientations -----------------------------------------------------------------------
+    ("orient-step-nan", lambda i: ["orientations", "-o", str(i.root / "o.txt"),
+                                   "--out-of-plane-step", "nan"], "--out-of-plane-step"),
+    ("orient-step-zero", lambda i: ["orientations", "-o", str(i.root / "o.txt"),
+                                    "--in-plane-step", "0"], "--in-plane-step"),
+    ("orient-step-tiny", lambda i: ["orientations", "-o", str(i.root / "o.txt"),
+                                    "--out-of-plane-step", "1e-6"], "--out-of-plane-step"),
+    ("orient-symmetry-bad", lambda i: ["orientations", "-o", str(i.root / "o.txt"),
+                                       "--symmetry", "Q7"], "Q7"),
+    ("orient-symmetry-huge", lambda i: ["orientations", "-o", str(i.root / "o.txt"),
+                                        "--symmetry", "C99999999999999999999"], "symmetry"),
+    ("orient-output-dir", lambda i: ["orientations", "-o", str(i.folder)], "a_folder.mrc"),
+    ("orient-output-exists", lambda i: ["orientations", "-o", str(i.existing)],
+     "existing.mrc"),
+    # --- fetch-model ------------------------------------------------------------------------
+    ("fetch-bad-id", lambda i: ["fetch-model", "../../etc"], "../../etc"),
+    ("fetch-timeout-nan", lambda i: ["fetch-model", "6zu5", "--cache-dir", str(i.root / "c"),
+                                     "--timeout", "nan"], "--timeout"),
+    ("fetch-cache-is-file", lambda i: ["fetch-model", "1abc", "--cache-dir", str(i.existing),
+                                       "--timeout", "0.01"], "existing.mrc"),
+    # --- demo -------------------------------------------------------------------------------
+    ("demo-output-is-file", lambda i: ["demo", "--output", str(i.existing)], "existing.mrc"),
+]
+
+
+class Hang(BaseException):
+    """Raised by the alarm when a case runs longer than its budget (a hang)."""
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Fail a case that runs longer than 30 s (the corpus inputs are tiny)."""
+    def _alarm(signum, frame):
+        raise Hang("case ran longer than 30 s")
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(30)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def check_one_line_error(result, expect: str) -> None:
+    """Assert a clean, one-line failure naming ``expect``."""
+    text = result.output
+    assert result.exit_code != 0, f"succeeded on bad input:\n{text}"
+    assert isinstance(result.exception, SystemExit), (
+        f"escaped exception {type(result.exception).__name__}: {result.exception}\n{text}")
+    assert "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
+    assert expect.lower() in errors[0].lower(), f"{expect!r} not named in: {errors[0]}"
+
+
+@pytest.mark.parametrize("case,build,expect", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_in_one_line(inp, case, build, expect):
+    precious = sorted(inp.root.glob("ex*.*"))
+    before = {p: p.read_bytes() for p in precious}
+    entries = set(inp.root.iterdir())
+    try:
+        result = runner.invoke(app, build(inp))
+        check_one_line_error(result, expect)
+        for p in precious:
+            assert p.read_bytes() == before[p], f"{p.name} was overwritten"
+        left = sorted(p.name for p in set(inp.root.iterdir()) - entries)
+        assert not [n for n in left if not Path(inp.root / n).is_dir()], (
+            f"a failed command left files behind: {left}")
+    finally:  # keep the cases independent
+        import shutil
+
+        for p in set(inp.root.iterdir()) - entries:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+# --- typer's own parse errors -------------------------------------------------------------
+
+PARSE_CASES = [
+    (["simulate", "template"], "MODEL"),
+    (["info"], "FILE"),
+    (["search", "a", "b", "--threads", "many"], "--threads"),
+    (["orientations", "-o", "x.txt", "--no-such-option"], "--no-such-option"),
+    (["no-such-command"], "no-such-command"),
+]
+
+
+@pytest.mark.parametrize("args,expect", PARSE_CASES, ids=[" ".join(a[0]) for a in PARSE_CASES])
+def test_parse_errors_are_one_line(args, expect):
+    result = runner.invoke(app, args)
+    check_one_line_error(result, expect)
+
+
+# --- read-only output folder (not meaningful as root, who may write anywhere) -------------
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores modes")
+def test_read_only_folder_is_one_line(inp, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        result = runner.invoke(app, ["orientations", "-o", str(ro / "o.txt")])
+        check_one_line_error(result, "o.txt")
+    finally:
+        ro.chmod(0o755)
+
+
+# --- writing as one unit ------------------------------------------------------------------
+
+def test_simulated_micrograph_truth_and_parameters_are_one_unit(inp, tmp_path, monkeypatch):
+    """A failure while writing the truth table (here a full disk) leaves none of the three
+    files: before, the micrograph was already in place without its truth."""
+    import errno
+
+    import difftm.io.star as star
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]))
+
+    monkeypatch.setattr(star, "write_particles_star", disk_full)
+    out = tmp_path / "m.mrc"
+    result = runner.invoke(app, ["simulate", "micrograph", str(inp.tpl), "-o", str(out),
+                                 "--truth", str(tmp_path / "t.star"), "--shape", "64", "64",
+                                 "--n-particles", "1", "--defocus", "9000", "--fluence", "40",
+                                 "--threads", "1"])
+    check_one_line_error(result, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
