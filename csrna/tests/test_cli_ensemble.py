@@ -90,6 +90,9 @@ def test_bme_with_ct_library(tmp_path):
     res = runner.invoke(app, ["bme", str(shifts), "--sequence", HWQ_SEQ, "--library", str(lib),
                               "--theta", "1", "--output", str(out)])
     assert res.exit_code == 0, res.output
+    # shifts of nuclei the predictor does not model are counted, not dropped silently
+    assert "45 of 300 measured (residue, nucleus) shifts have no predicted counterpart" in \
+        " ".join(res.output.split())
     for name in ("weights.csv", "library.csv", "predicted_shifts.csv", "top_structure.ct",
                  "top_structure.dbn", "pair_probabilities.png"):
         assert (out / name).is_file(), name

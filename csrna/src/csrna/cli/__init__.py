@@ -6,6 +6,7 @@ import typer
 
 from csrna.cli import ensemble as cli_ensemble
 from csrna.cli import fold as cli_fold
+from csrna.cli.errors import OneLineGroup
 
 app = typer.Typer(
     name="csrna",
@@ -18,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineGroup,
 )
 
 # Command modules; each defines ``register(app: typer.Typer) -> None``.

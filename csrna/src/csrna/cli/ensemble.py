@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from csrna.cli.errors import user_errors
+from csrna.cli.errors import check_output, check_range, user_errors
 
 _err = Console(stderr=True)
 _out = Console()
@@ -44,12 +44,16 @@ HELP_REFCORR = ("Subtract the estimated referencing offset of every nucleus clas
 HELP_OVERWRITE = "Replace existing output files."
 
 
-def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    if overwrite:
-        return
+#: Most library structures sampled (each is predicted and reweighted).
+MAX_SAMPLES = 100_000
+#: Sequence length above which CS-BME warns that sampling and prediction take long.
+LONG_SEQUENCE = 500
+
+
+def _refuse_existing(paths: list[Path], overwrite: bool,
+                     inputs: list[Path | None] | None = None) -> None:
     for path in paths:
-        if path.exists():
-            raise ValueError(f"{path}: output file exists; use --overwrite to replace it")
+        check_output(path, inputs or [], overwrite)
 
 
 def _read_measured(shifts: Path, entity: str | None, shift_list: str | None,
@@ -102,7 +106,7 @@ def reweight(
     from csrna.ensemble.bme_io import read_bme_experimental, read_bme_simulated, write_weights
 
     th = _parse_theta(theta)
-    _refuse_existing([output], overwrite)
+    _refuse_existing([output], overwrite, [experimental, simulated])
     _, values, errors = read_bme_experimental(experimental)
     labels, calc = read_bme_simulated(simulated)
     if calc.shape[1] != values.size:
@@ -162,9 +166,15 @@ def bme(
     from csrna.io import atomic_write_text, write_bpseq, write_ct, write_dot_bracket
 
     th = _parse_theta(theta)
+    check_range("--samples", samples, 1, MAX_SAMPLES)
+    check_range("--subopt-delta", subopt_delta, 0.0, 20.0)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"{output}: exists and is not a folder (--output is a directory)")
+    if library is not None and not library.is_dir():
+        raise FileNotFoundError(f"{library}: --library folder not found")
     names_out = ["predicted_shifts.csv", "weights.csv", "library.csv", "top_structure.ct",
                  "top_structure.dbn", "top_structure.bpseq", "pair_probabilities.png"]
-    _refuse_existing([output / f for f in names_out], overwrite)
+    _refuse_existing([output / f for f in names_out], overwrite, [shifts])
     entry, measured = _read_measured(shifts, entity, shift_list, reference_correct)
     if sequence is not None:
         seq = resolve_sequence(sequence, single=True)
@@ -172,6 +182,13 @@ def bme(
         seq = entry.sequence
     else:
         raise ValueError(f"{shifts}: --sequence is required (the file has no sequence)")
+    from csrna.fold.pipeline import check_shifts
+
+    check_shifts(measured, seq, str(shifts))  # the same refusals as csrna fold
+    if len(seq) > LONG_SEQUENCE:
+        _err.print(f"warning: {len(seq)} nt: sampling {samples} structures and predicting "
+                   "their shifts takes long at this length (CS-BME was validated on RNAs "
+                   f"under {LONG_SEQUENCE} nt)", highlight=False, soft_wrap=True, markup=False)
     if library is not None:
         seq, conformers = read_ct_library(library, seq)
     else:
@@ -185,6 +202,12 @@ def bme(
         predicted = predict_library(seq, conformers, predictor,
                                     progress=lambda k: bar.advance(task, k))
     data, calc = match_observables(measured, predicted, names, source=str(shifts))
+    n_keys = len(measured.drop_duplicates(["resid", "nucleus"]))
+    if len(data) < n_keys:
+        _err.print(f"warning: {shifts}: {n_keys - len(data)} of {n_keys} measured (residue, "
+                   "nucleus) shifts have no predicted counterpart (nuclei the shift predictor "
+                   "does not model) and are not used", highlight=False, soft_wrap=True,
+                   markup=False)
     result = fit(calc, data["shift"].to_numpy(), data["sigma"].to_numpy(), theta=th)
 
     output.mkdir(parents=True, exist_ok=True)
@@ -243,12 +266,15 @@ def annotate(
     Example: csrna annotate shifts.dat --output annotations.csv
     """
     from csrna.annotate import annotate_shifts
+    from csrna.fold.pipeline import check_shifts
     from csrna.io import atomic_write_text
 
-    _refuse_existing([output], overwrite)
+    _refuse_existing([output], overwrite, [shifts])
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"{output}: folder {output.parent} does not exist")
     _, measured = _read_measured(shifts, entity, shift_list, reference_correct)
+    check_shifts(measured, None, str(shifts))  # empty table, unknown nuclei: as csrna fold
     table = annotate_shifts(measured)
-    output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, table.to_csv(index=False))
     _out.print(f"{len(table)} residues annotated -> {output}", highlight=False)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from csrna.cli.errors import user_errors
+from csrna.cli.errors import check_output, check_range, user_errors
 from csrna.fold.figure import plot_fold
 from csrna.fold.pipeline import MODES, CSFoldResult, cs_fold, renumber
 from csrna.io import (
@@ -27,6 +28,8 @@ from csrna.io.nmrstar import ShiftEntry
 from csrna.io.referencing import apply_correction, check_referencing, describe
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".fas")
+#: Most imputation sweeps accepted (published: 100).
+MAX_MAXIT = 1000
 #: Files written by csrna or holding structures, never read as shifts in batch mode.
 OUTPUT_SUFFIXES = (".ct", ".bpseq", ".dbn", ".png", ".pdf", ".svg", ".tsv", ".csv", ".pdb",
                    ".cif", ".gz")
@@ -64,14 +67,13 @@ def output_paths(ct_path: Path) -> dict[str, Path]:
             "candidates": Path(f"{stem}_candidates.tsv"), "figure": stem.with_suffix(".png")}
 
 
-def check_outputs(ct_paths: list[Path], overwrite: bool) -> None:
-    """Refuse (one line) when an output file exists and ``overwrite`` is not set."""
-    if overwrite:
-        return
+def check_outputs(ct_paths: list[Path], overwrite: bool,
+                  inputs: list[Path | None] | None = None) -> None:
+    """Refuse (one line) an output file that exists without ``overwrite``, that is a
+    directory or that is one of ``inputs`` (never replaced, even with ``overwrite``)."""
     for ct in ct_paths:
         for path in output_paths(ct).values():
-            if path.exists():
-                raise ValueError(f"{path}: output file exists; use --overwrite to replace it")
+            check_output(path, inputs or [], overwrite)
 
 
 def write_result(result: CSFoldResult, ct_path: Path, title: str) -> None:
@@ -160,6 +162,38 @@ def batch_inputs(folder: Path, sequence: str | None, entity: str | None = None,
     return out, skipped
 
 
+#: Shifts of one (residue, nucleus) further apart than this (ppm) are a conflict, not
+#: repeated measurements to average.
+CONFLICT_PPM = 1.0
+
+
+def validate_measured(shifts: pd.DataFrame, source: str) -> None:
+    """Checks shared by fold, bme and annotate on a measured shift table.
+
+    Refuses negative or non-finite uncertainties and repeated (residue, nucleus) rows whose
+    shifts disagree by more than :data:`CONFLICT_PPM` (with counts); repeated rows that
+    agree are averaged later (a note is printed by the reader).
+
+    Raises:
+        ValueError: one line naming ``source`` and the count of offending rows.
+    """
+    if "error" in shifts.columns:
+        err = shifts["error"].to_numpy(dtype=float)
+        bad = (err < 0) | np.isinf(err)
+        if bad.any():
+            first = shifts[bad].iloc[0]
+            raise ValueError(f"{source}: {int(bad.sum())} negative or infinite uncertainties "
+                             f"(first: residue {int(first['resid'])} {first['nucleus']} "
+                             f"{first['error']:g})")
+    spread = shifts.groupby(["resid", "nucleus"])["shift"].agg(lambda s: s.max() - s.min())
+    conflict = spread[spread > CONFLICT_PPM]
+    if len(conflict):
+        (resid, nucleus), ppm = next(iter(conflict.items()))
+        raise ValueError(f"{source}: {len(conflict)} (residue, nucleus) pairs listed more than "
+                         f"once with conflicting shifts (first: residue {int(resid)} {nucleus}, "
+                         f"values {ppm:.2f} ppm apart); keep one value per nucleus")
+
+
 def prepare_shifts(entry: ShiftEntry, source: str, residue_offset: int,
                    reference_correct: bool) -> pd.DataFrame:
     """Print the entry's notes and the referencing check; return the shifts to fold with.
@@ -172,6 +206,7 @@ def prepare_shifts(entry: ShiftEntry, source: str, residue_offset: int,
     """
     for note in entry.notes:
         _err.print(f"note: {source}: {note}", highlight=False, soft_wrap=True, markup=False)
+    validate_measured(entry.shifts, source)
     shifts = renumber(entry.shifts, residue_offset) if residue_offset else entry.shifts
     offsets = check_referencing(shifts)
     for line in describe(offsets, source):
@@ -227,9 +262,12 @@ def fold(
     """Fold an RNA with its NMR chemical shifts (CS-Fold); see ``FOLD_HELP``."""
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    check_range("--maxit", maxit, 1, MAX_MAXIT)
+    check_range("--residue-offset", residue_offset, -1e6, 1e6)
     if shifts.is_dir():
         jobs, skipped = batch_inputs(shifts, sequence, entity, shift_list)
-        check_outputs([output / f"{p.stem}.ct" for p, _, _ in jobs], overwrite)
+        check_outputs([output / f"{p.stem}.ct" for p, _, _ in jobs], overwrite,
+                      inputs=[p for p, _, _ in jobs])
         progress = Progress(TextColumn("[bold]CS-Fold[/bold] {task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=_err)
         with progress:
@@ -258,7 +296,7 @@ def fold(
         entry.notes.append(f"sequence from the entry: {seq}")
     else:
         raise ValueError(f"{shifts}: --sequence is required (the file has no sequence)")
-    check_outputs([output], overwrite)
+    check_outputs([output], overwrite, inputs=[shifts, Path(sequence) if sequence else None])
     table = prepare_shifts(entry, str(shifts), residue_offset, reference_correct)
     result = cs_fold(seq, table, mode=mode, seed=seed, maxit=maxit, source=str(shifts))
     write_result(result, output, shifts.stem)

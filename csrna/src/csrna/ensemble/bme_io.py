@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from csrna.io.files import read_utf8
+
 
 def read_bme_experimental(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read a BME experimental file.
@@ -33,7 +35,7 @@ def read_bme_experimental(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: BME experimental file not found")
-    lines = path.read_text().splitlines()
+    lines = read_utf8(path).splitlines()
     header = next((ln for ln in lines if ln.strip()), "")
     if not header.startswith("#") or "DATA=" not in header:
         raise ValueError(
@@ -81,7 +83,7 @@ def read_bme_simulated(path: str | Path) -> tuple[list[str], np.ndarray]:
         raise FileNotFoundError(f"{path}: BME simulated file not found")
     labels: list[str] = []
     rows: list[list[float]] = []
-    for k, ln in enumerate(path.read_text().splitlines(), start=1):
+    for k, ln in enumerate(read_utf8(path).splitlines(), start=1):
         s = ln.strip()
         if not s or s.startswith("#"):
             continue

@@ -6,12 +6,23 @@ from pathlib import Path
 
 
 def _check_file(path: Path, what: str) -> str:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a {what} file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found")
-    text = path.read_text()
+    text = read_utf8(path)
     if not text.strip():
         raise ValueError(f"{path}: empty {what} file")
     return text
+
+
+def read_utf8(path: Path) -> str:
+    """The text of ``path``; a file that is not UTF-8 is refused in one line naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                         f"offset {err.start}); save it as UTF-8") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -55,6 +55,10 @@ def read_shifts(path: str | Path, entity: str | None = None,
     return read_shift_entry(path, entity, shift_list).shifts
 
 
+#: Largest residue number accepted in a shift table (author numbering included).
+MAX_RESIDUE_NUMBER = 1_000_000
+
+
 def read_shift_entry(path: str | Path, entity: str | None = None,
                      shift_list: str | None = None) -> ShiftEntry:
     """Read a chemical-shift file with what it says about the RNA.
@@ -107,6 +111,9 @@ def read_shift_entry(path: str | Path, entity: str | None = None,
             raise ValueError(
                 f"{path}:{lineno}: residue number {tokens[1]!r} is not an integer"
             ) from None
+        if abs(resid) > MAX_RESIDUE_NUMBER:
+            raise ValueError(f"{path}:{lineno}: residue number {tokens[1]} is beyond "
+                             f"+-{MAX_RESIDUE_NUMBER:,}")
         nucleus = normalise_nucleus_name(tokens[2])
         shift = _float_or_nan(tokens[3], path, lineno, "shift")
         if not np.isfinite(shift):
