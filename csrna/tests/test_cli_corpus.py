@@ -212,3 +212,39 @@ def test_bad_input_fails_in_one_line(inp, case, build, expect):
     finally:  # keep the cases independent
         for p in set(inp.root.iterdir()) - entries:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+# --- kill -9 while writing (slow) ---------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 1.5, 2.0, 3.0])
+def test_kill_9_leaves_previous_or_complete_weights(tmp_path, delay):
+    """``csrna reweight --overwrite`` killed at any moment: the weights file is either the
+    previous one or a complete new one (temporary file, then rename)."""
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n_obs, n_conf = 200, 3000
+    exp, sim = tmp_path / "exp.dat", tmp_path / "sim.dat"
+    exp.write_text("# DATA=CS PRIOR=GAUSS\n" + "".join(
+        f"{k} {v:.4f} 0.5\n" for k, v in enumerate(rng.normal(size=n_obs))))
+    sim.write_text("".join(f"{c} " + " ".join(f"{v:.4f}" for v in rng.normal(size=n_obs))
+                           + "\n" for c in range(n_conf)))
+    out = tmp_path / "w.csv"
+    out.write_text("previous\n")
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from csrna.cli import main; main()", "reweight", str(exp),
+         str(sim), "--theta", "auto", "--output", str(out), "--overwrite"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    text = out.read_text()
+    if text != "previous\n":
+        lines = text.splitlines()
+        assert lines[0] == "structure,weight" and len(lines) == n_conf + 1

