@@ -447,3 +447,23 @@ def test_demo_background_extraction_is_checked_and_atomic(inp, tmp_path):
         with pytest.raises(ValueError):
             _extract_background(zf, zf.getinfo("pkg/bad.mrc"), tmp_path / "c" / "b.mrc")
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["g.mrc"]
+
+
+def test_unreachable_scheduler_is_one_line(inp, tmp_path, monkeypatch):
+    """A Dask scheduler that refuses connections: one line naming it, within the timeout."""
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("DIFFTM_SCHEDULER_TIMEOUT", "2")
+    result = runner.invoke(app, _search(inp, inp.mic, inp.tpl, tmp_path / "d", "--scheduler",
+                                        "tcp://127.0.0.1:9", "--n-parts", "2"))
+    check_one_line_error(result, "--scheduler tcp://127.0.0.1:9")
+
+
+def test_gzip_bomb_model_is_refused_before_expanding(inp, tmp_path, monkeypatch):
+    """A .pdb.gz that expands past the limit is refused in one line naming the file."""
+    import difftm.io.models as models
+
+    monkeypatch.setattr(models, "MAX_MODEL_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.pdb.gz"
+    bomb.write_bytes(gzip.compress(b"REMARK" + b" " * (8 << 20)))
+    result = runner.invoke(app, ["info", str(bomb)])
+    check_one_line_error(result, "bomb.pdb.gz: expands beyond")

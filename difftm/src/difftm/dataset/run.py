@@ -346,7 +346,9 @@ def _run_on_dask(scheduler, n_workers, n_parts, threads, configs, on_start, fini
         cluster = start_local_cluster(n_workers)
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        from difftm.search.distributed import connect_scheduler
+
+        client = connect_scheduler(scheduler)
     per_worker = threads or 1
     try:
         if n_parts is not None:  # micrographs in turn, their orientation parts as tasks

@@ -10,6 +10,7 @@ a warning.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import warnings
 import zlib
@@ -79,6 +80,27 @@ def _format_of(path: Path, text: str) -> str:
     return "cif" if text.lstrip().startswith("data_") else "pdb"
 
 
+#: Largest decompressed model accepted (the biggest PDB entries are a few hundred MB of
+#: mmCIF); a gzip file expanding beyond it is refused before it fills the memory.
+MAX_MODEL_BYTES = 2 * 2**30
+
+
+def _gunzip_bounded(path: Path, raw: bytes, limit: int | None = None) -> bytes:
+    """Decompress gzip ``raw`` in chunks, refusing more than ``limit`` bytes of output."""
+    limit = MAX_MODEL_BYTES if limit is None else limit
+    out = bytearray()
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
+            while chunk := fh.read(1 << 20):
+                out += chunk
+                if len(out) > limit:
+                    raise ValueError(f"{path}: expands beyond {limit:,} bytes when "
+                                     "decompressed; not an atomic model")
+    except (EOFError, OSError, zlib.error) as err:
+        raise ValueError(f"{path}: truncated or corrupt gzip file ({err})") from None
+    return bytes(out)
+
+
 def _read_text(path: Path) -> str:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -86,10 +108,7 @@ def _read_text(path: Path) -> str:
         raise ValueError(f"{path}: is a directory, not an atomic model file")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as err:
-            raise ValueError(f"{path}: truncated or corrupt gzip file ({err})") from None
+        raw = _gunzip_bounded(path, raw)
     if not raw.strip():
         raise ValueError(f"{path}: empty file, not an atomic model")
     if b"\x00" in raw[:4096]:

@@ -279,6 +279,30 @@ def start_local_cluster(n_workers: int):
                             dashboard_address=None)
 
 
+def connect_scheduler(address: str, timeout: float | None = None):
+    """A Dask client of the scheduler at ``address``, or one line saying why not.
+
+    Args:
+        address: scheduler address (``tcp://host:8786``).
+        timeout: seconds to keep trying [``$DIFFTM_SCHEDULER_TIMEOUT``, else 30].
+
+    Raises:
+        ValueError: unreachable or refused within ``timeout`` (one line naming the address).
+    """
+    import os
+
+    from distributed import Client
+
+    if timeout is None:
+        timeout = float(os.environ.get("DIFFTM_SCHEDULER_TIMEOUT", "30"))
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"--scheduler {address}: cannot connect within {timeout:g} s "
+                         f"({reason[:200]})") from None
+
+
 def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, save,
                  threads, paths) -> None:
     try:
@@ -291,7 +315,7 @@ def _run_on_dask(scheduler, n_workers, todo, ranges, config, batch, device_for, 
         cluster = start_local_cluster(n_workers)
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        client = connect_scheduler(scheduler)
     try:
         futures = {client.submit(search_part_to_file, config, *ranges[k], batch, device_for(k),
                                  threads, paths[k], pure=False): k for k in todo}
