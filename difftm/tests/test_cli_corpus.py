@@ -260,6 +260,13 @@ CASES: list[tuple[str, object, str]] = [
     ("refine-particles-nocols", lambda i: ["refine", str(i.run), "-o",
                                            str(i.root / "r.star"), "--particles",
                                            str(i.star_nocols)], "nocols.star"),
+    ("refine-scan-nan", lambda i: ["refine", str(i.run), "-o", str(i.root / "r.star"),
+                                   "--pixel-size-search", "nan", "0.01"], "--pixel-size-search"),
+    ("refine-scan-tiny-step", lambda i: ["refine", str(i.run), "-o", str(i.root / "r.star"),
+                                         "--pixel-size-search", "0.5", "1e-9"],
+     "--pixel-size-search"),
+    ("refine-device-tpu", lambda i: ["refine", str(i.run), "-o", str(i.root / "r.star"),
+                                     "--device", "tpu"], "--device"),
     # --- orientations -----------------------------------------------------------------------
     ("orient-step-nan", lambda i: ["orientations", "-o", str(i.root / "o.txt"),
                                    "--out-of-plane-step", "nan"], "--out-of-plane-step"),

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import user_errors
+from difftm.cli.errors import check_number, user_errors
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
@@ -70,13 +70,24 @@ def _refine(
     if not (angle_step > 0 and angle_range > 0 and angle_step < float("inf")
             and angle_range < float("inf")):
         raise ValueError("--angle-step and --angle-range must be finite and positive")
+    if pixel_size_search is not None:
+        scan_range, scan_step = pixel_size_search
+        check_number("--pixel-size-search RANGE", scan_range, 0.0, 10.0, "A", low_open=True)
+        check_number("--pixel-size-search STEP", scan_step, 0.0, scan_range, "A",
+                     low_open=True)
+        if 2 * scan_range / scan_step + 1 > 201:
+            raise ValueError(f"--pixel-size-search {scan_range:g} {scan_step:g}: more than 201 "
+                             "pixel sizes; use a larger STEP")
+    try:
+        resolve_device(device)
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from None
     if particles is None:
         from difftm.search.particles import recorded_peaks_output
 
         particles = recorded_peaks_output(Path(run)) or Path(run) / "particles.star"
     if not particles.is_file():
         raise FileNotFoundError(f"{particles}: particle table not found (give --particles)")
-    resolve_device(device)
     n_threads, _ = apply_threads(threads)
     grid_options = dict(out_of_plane_range=angle_range, out_of_plane_step=angle_step,
                         in_plane_range=0.6 * angle_range, in_plane_step=0.5 * angle_step)
