@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--steps", type=float, nargs=2, default=(15.0, 15.0),
                     help="out-of-plane and in-plane steps (degrees)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="correlations per batch in every search [planned from free memory]")
     args = ap.parse_args()
 
     from distributed import Client
@@ -80,7 +82,7 @@ def main() -> None:
     write_mrc(tmp / "tpl.mrc", _blob_volume(args.box), 1.5)
     settings = dict(template=tmp / "tpl.mrc", out_of_plane_step=args.steps[0],
                     in_plane_step=args.steps[1], defocus_range=0.0, whiten=True,
-                    device="cpu", threads=1)
+                    device="cpu", threads=1, batch_size=args.batch_size)
     write_mrc(tmp / "warm.mrc", rng.standard_normal((96, 96)).astype(np.float32), 1.5)
     warm = build_dataset([MicrographEntry(name="warm", path=tmp / "warm.mrc", defocus_u=9000.0,
                                           defocus_v=9000.0)], settings, tmp / "warm")
