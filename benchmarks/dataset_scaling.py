@@ -26,18 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _blob_volume(box: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ax = np.arange(box) - box // 2
-    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")
-    vol = np.zeros((box,) * 3)
-    for _ in range(40):
-        p = (rng.random(3) - 0.5) * box * 0.5
-        s = rng.random() * box * 0.03 + box * 0.02
-        vol += np.exp(-((zz - p[2]) ** 2 + (yy - p[1]) ** 2 + (xx - p[0]) ** 2) / (2 * s * s))
-    return vol.astype(np.float32)
+from _synthetic import blob_volume
 
 
 def _warm(config: dict) -> int:
@@ -79,7 +68,7 @@ def main() -> None:
         write_mrc(path, rng.standard_normal((args.size, args.size)).astype(np.float32), 1.5)
         entries.append(MicrographEntry(name=path.name, path=path, defocus_u=9000.0 + 500 * k,
                                        defocus_v=8800.0 + 500 * k, defocus_angle=10.0 * k))
-    write_mrc(tmp / "tpl.mrc", _blob_volume(args.box), 1.5)
+    write_mrc(tmp / "tpl.mrc", blob_volume(args.box), 1.5)
     settings = dict(template=tmp / "tpl.mrc", out_of_plane_step=args.steps[0],
                     in_plane_step=args.steps[1], defocus_range=0.0, whiten=True,
                     device="cpu", threads=1, batch_size=args.batch_size)

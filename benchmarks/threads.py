@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from _synthetic import blob_volume
 
 
 def _spin(stop) -> None:  # a CPU-bound background process
@@ -30,16 +31,6 @@ def _spin(stop) -> None:  # a CPU-bound background process
             x += 1
 
 
-def _blob_volume(box: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ax = np.arange(box) - box // 2
-    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")
-    vol = np.zeros((box,) * 3)
-    for _ in range(40):
-        p = (rng.random(3) - 0.5) * box * 0.5
-        s = rng.random() * box * 0.03 + box * 0.02
-        vol += np.exp(-((zz - p[2]) ** 2 + (yy - p[1]) ** 2 + (xx - p[0]) ** 2) / (2 * s * s))
-    return vol.astype(np.float32)
 
 
 def _time_per_orientation(corr, n: int, batch: int) -> float:
@@ -76,7 +67,7 @@ def main() -> None:
                        defocus_u=10000, defocus_range=0, out_of_plane_step=10,
                        in_plane_step=10, device="cpu")
     angles, offsets = search_grid(cfg)
-    corr = build_correlator(cfg, image, _blob_volume(args.box), angles[: args.n], offsets,
+    corr = build_correlator(cfg, image, blob_volume(args.box), angles[: args.n], offsets,
                             torch.device("cpu"))
     rows = []
     for busy in (0, args.busy) if args.busy else (0,):
