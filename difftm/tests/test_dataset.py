@@ -107,6 +107,12 @@ def _make_project(root):
     return star, root / "template.mrc"
 
 
+def _small_settings(tpl) -> dict:
+    """Search settings of the resume tests: a coarse grid, small batches and chunks."""
+    return dict(template=tpl, defocus_range=0.0, out_of_plane_step=30.0, in_plane_step=30.0,
+                whiten=False, device="cpu", threads=1, batch_size=8, chunk_batches=4)
+
+
 def _dataset_args(star, tpl, out, *extra):
     return ["search", "--micrographs", str(star), str(tpl), "--output", str(out),
             "--defocus-range", "0", "--out-of-plane-step", "30", "--in-plane-step", "30",
@@ -328,9 +334,7 @@ def test_resume_of_a_partial_micrograph_and_a_different_split(project, tmp_path)
     from difftm.search.engine import SearchInterrupted, run_search
 
     entries, optics = read_micrographs_star(star)
-    settings = dict(template=tpl, defocus_range=0.0, out_of_plane_step=30.0,
-                    in_plane_step=30.0, whiten=False, device="cpu", threads=1, batch_size=8,
-                    chunk_batches=4)
+    settings = _small_settings(tpl)
     job = build_dataset(entries, settings, tmp_path / "ds", optics)
     with pytest.raises(SearchInterrupted):
         run_search(job.configs[1], stop_after_chunks=1)
@@ -388,9 +392,7 @@ def test_running_micrographs_are_read_from_lock_and_checkpoint(project, tmp_path
     from difftm.search.lock import OutputLock
 
     entries, optics = read_micrographs_star(star)
-    settings = dict(template=tpl, defocus_range=0.0, out_of_plane_step=30.0,
-                    in_plane_step=30.0, whiten=False, device="cpu", threads=1, batch_size=8,
-                    chunk_batches=4)
+    settings = _small_settings(tpl)
     job = build_dataset(entries, settings, tmp_path / "ds", optics)
     with pytest.raises(SearchInterrupted):
         run_search(job.configs[2], stop_after_chunks=2)
