@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +58,7 @@ def _peaks(
     For a dataset folder: per-micrograph and combined STAR files (rlnMicrographName per
     particle, the optics of the input) and a dataset report (particles.html).
     """
-    from difftm.io.atomic import atomic_output
+    from difftm.io.atomic import atomic_output, output_unit
     from difftm.io.star import write_particles_star
     from difftm.search.particles import (
         call_particles,
@@ -103,13 +104,18 @@ def _peaks(
     optics, particles = particles_star_tables(
         table, result, micrograph_name=str(result.metadata.get("micrograph", "")),
         figure_of_merit=merit)
-    write_particles_star(output, particles, optics, overwrite=overwrite)
-    with atomic_output(csv_path, overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    record_peaks_output(results, output)  # `difftm refine RUN` reads it by default
+    # the figures first (they only feed the report), then STAR, CSV, report and the record
+    # for `difftm refine` as one unit: a failure leaves all of them as they were
+    html = _report_writer(Path(output), result, table, summary, pvalue_region,
+                          overwrite) if report else None
+    with output_unit():
+        write_particles_star(output, particles, optics, overwrite=overwrite)
+        with atomic_output(csv_path, overwrite=overwrite) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        html_path = html() if html is not None else None
+        record_peaks_output(results, output)  # `difftm refine RUN` reads it by default
     console.print(summary.line())
-    if report:
-        html_path = _write_report(Path(output), result, table, summary, pvalue_region, overwrite)
+    if html_path is not None:
         console.print(f"report: {html_path}")
     console.print(f"wrote {len(particles)} particles to {output} and all "
                   f"{len(table)} candidates to {csv_path}")
@@ -138,7 +144,9 @@ def check_peaks_outputs(output: Path, report: bool, overwrite: bool) -> None:
         check_writable(path, overwrite)
 
 
-def _write_report(output: Path, result, table, summary, region: str, overwrite: bool) -> Path:
+def _report_writer(output: Path, result, table, summary, region: str,
+                   overwrite: bool) -> Callable[[], Path]:
+    """Draw the report's figures now; return the function that writes the HTML report."""
     from difftm.io.mrc import read_mrc
     from difftm.report.html import write_report
     from difftm.report.search_report import search_figures, search_section
@@ -148,8 +156,8 @@ def _write_report(output: Path, result, table, summary, region: str, overwrite: 
     figures = search_figures(output.parent / f"{output.stem}_figures", result, table, summary,
                              image=image, pvalue_region=region)
     section = search_section(mic.name or "micrograph", result, summary, figures)
-    return write_report(output.with_suffix(".html"), f"difftm peaks: {mic.name}", [section],
-                        overwrite=overwrite)
+    return lambda: write_report(output.with_suffix(".html"), f"difftm peaks: {mic.name}",
+                                [section], overwrite=overwrite)
 
 
 def _auto_or_number(text: str, option: str, minimum: float) -> float | None:

@@ -56,7 +56,7 @@ def _refine(
     started."""
     import numpy as np
 
-    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
     from difftm.refine.run import refine_particles
     from difftm.search.device import resolve_device
@@ -116,18 +116,22 @@ def _refine(
         cols["micrograph"] = table["micrograph"].to_numpy()
     star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),
                                 pixel_size=cfg.pixel_size, figure_of_merit="snr")
-    write_particles_star(output, star, optics, overwrite=overwrite)
-    with atomic_output(csv_path, overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    if report:
-        from difftm.report.html import write_report
+    section = None
+    if report:  # the figures first; STAR, CSV and report then as one unit (all or none)
         from difftm.report.refine_report import refine_figures, refine_section
 
         figures = refine_figures(output.parent / f"{output.stem}_figures", table,
                                  res.refined.trace, res.pixel_size_scan)
-        write_report(html_path, f"difftm refine: {Path(run).name}",
-                     [refine_section(table, method, seconds, figures, res.pixel_size_scan)],
-                     overwrite=overwrite)
+        section = refine_section(table, method, seconds, figures, res.pixel_size_scan)
+    with output_unit():
+        write_particles_star(output, star, optics, overwrite=overwrite)
+        with atomic_output(csv_path, overwrite=overwrite) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        if section is not None:
+            from difftm.report.html import write_report
+
+            write_report(html_path, f"difftm refine: {Path(run).name}", [section],
+                         overwrite=overwrite)
     gain = (table["snr"] - table["snr_before"]).median()
     console.print(
         f"refined {len(table)} particles ({method}, {n_threads} thread(s), {seconds:.1f} s): "

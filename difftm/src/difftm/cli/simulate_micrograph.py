@@ -89,7 +89,7 @@ def _micrograph(
     import numpy as np
     import torch
 
-    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.mrc import read_mrc, write_mrc
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
     from difftm.simulate.micrograph import EXPOSURE_MODES, simulate_micrograph
@@ -201,15 +201,14 @@ def _micrograph(
         "truth": str(truth),
         "threads": n_threads,
     }
-    # one unit: all three files are written to temporaries first and renamed only after
-    # every write succeeded, so a failure (disk full, kill) never leaves a micrograph
-    # without its truth table
-    with (atomic_output(output, overwrite=overwrite) as tmp_image,
-          atomic_output(truth, overwrite=overwrite) as tmp_truth,
-          atomic_output(params_path, overwrite=overwrite) as tmp_params):
-        write_mrc(tmp_image, sim.image, pixel_size, overwrite=True)
-        write_particles_star(tmp_truth, particles, optics, overwrite=True)
-        tmp_params.write_text(json.dumps(params, indent=2) + "\n")
+    # one unit: all three files are written to temporaries first and moved into place only
+    # after every write succeeded; a failed move puts the previous files back, so a
+    # failure (disk full) never leaves a micrograph without its truth table
+    with output_unit():
+        write_mrc(output, sim.image, pixel_size, overwrite=overwrite)
+        write_particles_star(truth, particles, optics, overwrite=overwrite)
+        with atomic_output(params_path, overwrite=overwrite) as tmp_params:
+            tmp_params.write_text(json.dumps(params, indent=2) + "\n")
     console.print(
         f"wrote {output} ({shape[0]} x {shape[1]}, mean {sim.image.mean():.2f} counts), "
         f"{truth} ({n_particles} particles), {params_path}", highlight=False, soft_wrap=True,

@@ -5,15 +5,30 @@ caller asks for it: the payload is written to a temporary file in the destinatio
 then moved over the destination with :func:`os.replace` (overwrite) or hard-linked to it
 (no overwrite; the link fails if the name already exists, so there is no check-then-write
 race). File systems without hard links fall back to check-then-replace.
+
+Several files that belong together (a micrograph, its truth table and its parameters; a
+particle table and its CSV) are written as one unit with :func:`output_unit`: every
+``atomic_output`` inside it writes its temporary file as usual, and only when all of them
+succeeded are they moved into place, each previous file kept under a temporary name until
+the last move succeeded. A failure (disk full, a file that appeared meanwhile) puts every
+previous file back and removes the new ones. A ``kill -9`` in the middle of the moves can
+still leave some files new and some previous, but never a half-written file.
+
+An ``OSError`` while writing (disk full, read-only folder, quota) names the final file, not
+its temporary: ``out.mrc: No space left on device``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -49,6 +64,62 @@ def _umask() -> int:
     return mask
 
 
+def _exists_error(path: Path) -> FileExistsError:
+    return FileExistsError(
+        f"{path}: file exists (use --overwrite / overwrite=True to replace it)")
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` instead of its temporary file (or nothing).
+
+    An error that names another file (an input read while writing) is returned unchanged.
+    """
+    name = None if err.filename is None else Path(str(err.filename))
+    ours = name is None or (name.parent == path.parent
+                            and name.name.startswith(f".{path.name}."))
+    if not ours or err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
+
+
+def _reraise_named(err: OSError, path: Path) -> NoReturn:
+    """Raise ``err`` naming ``path`` (see :func:`_named`)."""
+    named = _named(err, path)
+    if named is err:
+        raise err
+    raise named from err
+
+
+def _place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished temporary ``tmp`` onto ``path`` (see the module docstring)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError:  # no hard links on this file system
+        if path.exists():
+            raise _exists_error(path) from None
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+
+
+@dataclass
+class _Pending:
+    """A finished temporary file of an :func:`output_unit`, waiting to be moved."""
+
+    tmp: Path
+    path: Path
+    overwrite: bool
+
+
+_UNIT: contextvars.ContextVar[list[_Pending] | None] = contextvars.ContextVar(
+    "difftm_output_unit", default=None)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the folder of ``path``; move it onto ``path`` on success.
@@ -58,35 +129,126 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         with atomic_output("out.mrc") as tmp:
             write_something(tmp)
 
+    Inside :func:`output_unit` the move waits for the unit to end.
+
     Args:
         path: final file name.
         overwrite: replace an existing file if True, else raise :class:`FileExistsError`.
 
     Yields:
         The temporary file path (already created, empty) to write to.
+
+    Raises:
+        OSError: writing failed (disk full, read-only folder...); the error names ``path``.
     """
     path = check_writable(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                        dir=path.parent)
+    except OSError as err:
+        _reraise_named(err, path)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    unit = _UNIT.get()
+    keep = False
     try:
-        yield tmp
-        if overwrite:
-            os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        try:
+            yield tmp
+        except OSError as err:
+            _reraise_named(err, path)
+        if unit is not None:
+            if any(p.path.resolve() == path.resolve() for p in unit):
+                raise ValueError(f"{path}: written twice in one output unit")
+            unit.append(_Pending(tmp, path, overwrite))
+            keep = True
         else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(
-                    f"{path}: file exists (use --overwrite / overwrite=True to replace it)"
-                ) from None
-            except OSError:  # no hard links on this file system
-                if path.exists():
-                    raise FileExistsError(
-                        f"{path}: file exists (use --overwrite / overwrite=True to replace it)"
-                    ) from None
-                os.replace(tmp, path)
+            _place(tmp, path, overwrite)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if not keep:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def output_unit() -> Iterator[None]:
+    """Write every :func:`atomic_output` of the body as one unit: all files or none.
+
+    Every file is first written to its temporary; when the body ends without an error,
+    each existing destination is kept under a temporary name (a hard link), the temporaries
+    are moved into place, and the kept previous files are removed. If a move fails, the
+    files already moved are taken back (previous versions restored, new ones removed) and
+    the error is raised. Units do not nest.
+
+    Raises:
+        FileExistsError: a destination appeared meanwhile (without ``overwrite``).
+        OSError: a move failed; the previous files are in place again.
+    """
+    if _UNIT.get() is not None:
+        raise RuntimeError("output_unit() does not nest")
+    pending: list[_Pending] = []
+    token = _UNIT.set(pending)
+    try:
+        yield
+    except BaseException:
+        for item in pending:
+            item.tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _UNIT.reset(token)
+    commit_unit(pending)
+
+
+def _backup(path: Path) -> Path | None:
+    """Keep the current ``path`` under a temporary name (hard link, else a copy)."""
+    if not path.exists():
+        return None
+    while True:
+        backup = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.link(path, backup)
+            return backup
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links: copy (the original stays until replaced)
+            import shutil
+
+            shutil.copy2(path, backup)
+            return backup
+
+
+def commit_unit(pending: list[_Pending]) -> None:
+    """Move the finished temporaries of a unit into place, all or none (see
+    :func:`output_unit`)."""
+    backups: dict[Path, Path | None] = {}
+    placed: list[_Pending] = []
+    try:
+        for item in pending:
+            if item.path.exists() and not item.overwrite:
+                raise _exists_error(item.path)
+        for item in pending:
+            backups[item.path] = _backup(item.path)
+        for item in pending:
+            try:
+                _place(item.tmp, item.path, item.overwrite)
+            except OSError as err:
+                _reraise_named(err, item.path)
+            placed.append(item)
+    except BaseException:
+        for item in reversed(placed):  # take the unit back
+            backup = backups.get(item.path)
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, item.path)
+                    backups[item.path] = None
+                else:
+                    item.path.unlink(missing_ok=True)
+        for item in pending:
+            item.tmp.unlink(missing_ok=True)
+        for backup in backups.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        raise
+    for backup in backups.values():
+        if backup is not None:
+            backup.unlink(missing_ok=True)

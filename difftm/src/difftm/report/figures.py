@@ -15,8 +15,12 @@ from matplotlib.patches import Circle
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Save ``fig`` as PNG atomically (a kill or a full disk leaves no half-written file)."""
+    from difftm.io.atomic import atomic_output
+
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return Path(path)
 
 

@@ -21,9 +21,13 @@ MAX_BACKGROUND_POINTS = 50_000
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG atomically (a kill or a full disk leaves no half-written file)."""
+    from difftm.io.atomic import atomic_output
+
     path = Path(path)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
 

@@ -123,8 +123,12 @@ class OutputLock:
                     f"finish or choose another --output (if that process is gone, remove "
                     f"{self.path}; a lock of another host expires {STALE_SECONDS:.0f} s "
                     "after its last heartbeat)") from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(info, fh)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(info, fh)
+            except OSError as err:  # a full disk: no half-written lock, the file named
+                self.path.unlink(missing_ok=True)
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
             self._token = info["token"]
             self._stop.clear()
             self._beat = threading.Thread(target=self._heartbeat, daemon=True,

@@ -104,5 +104,50 @@ def load_results(folder: Path) -> SearchResult:
             best_index = data["best_index"]
             metadata = json.loads(str(data["metadata"]))
     except Exception as err:
-        raise ValueError(f"{path}: unreadable results bundle ({err})") from err
+        raise ValueError(f"{path}: unreadable results bundle ({one_line_reason(err)})") from err
+    check_bundle(path, maps, metadata)
     return SearchResult(maps=maps, best_index=best_index, metadata=metadata)
+
+
+#: Metadata every reader of a bundle (peaks, refine, reports, dataset tables) relies on.
+REQUIRED_METADATA = ("pixel_size", "n_search", "box", "border_low", "border_high",
+                     "valid_pixels", "defocus_u", "defocus_v", "defocus_angle", "voltage",
+                     "cs", "amplitude_contrast")
+
+
+def one_line_reason(err: BaseException) -> str:
+    """A short reason for a damaged bundle: a missing array is named, not a bare KeyError."""
+    if isinstance(err, KeyError):
+        return f"no {err.args[0]!r} array" if err.args else "missing array"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_bundle(path: Path, maps: dict[str, np.ndarray], metadata: Any) -> None:
+    """Refuse a bundle that lacks a map or a metadata entry its readers need.
+
+    Args:
+        path: the bundle, named in the message.
+        maps: the maps read from it.
+        metadata: the decoded metadata.
+
+    Raises:
+        ValueError: one line naming ``path`` and the first missing map or key.
+    """
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: damaged results bundle (metadata is not a mapping); "
+                         "run the search again")
+    missing_maps = [m for m in MAP_NAMES if m not in maps]
+    if missing_maps:
+        raise ValueError(f"{path}: damaged results bundle: no map {missing_maps[0]!r}"
+                         + (f" (and {len(missing_maps) - 1} more)" if len(missing_maps) > 1
+                            else "") + "; run the search again")
+    shapes = {maps[m].shape for m in MAP_NAMES}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"{path}: damaged results bundle: maps of shapes "
+                         f"{sorted(shapes)}, expected one 2D shape; run the search again")
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise ValueError(f"{path}: damaged results bundle: metadata has no {missing[0]!r}"
+                         + (f" (and {len(missing) - 1} more: {', '.join(missing[1:])})"
+                            if len(missing) > 1 else "") + "; run the search again")

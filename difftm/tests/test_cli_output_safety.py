@@ -1,0 +1,451 @@
+"""Output safety of every writing ``difftm`` command (issue 15): a full disk, a read-only
+folder, a parent that is a file, a failure between the moves of a multi-file unit and a
+damaged results bundle each end in one ``error:`` line naming the file, with the previous
+outputs intact and no half-written or temporary file left.
+
+A full disk is simulated two ways: a real tmpfs of a few MiB filled to the brim (needs
+root and ``mount``; skipped otherwise) and, anywhere on Linux, temporary files that are
+symbolic links to ``/dev/full`` (every write fails with ENOSPC inside the real writers:
+mrcfile, pandas, numpy, matplotlib).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from difftm.cli.main import app
+from difftm.io.mrc import write_mrc
+
+from search_helpers import blob_volume, plant, white_noise
+
+runner = CliRunner()
+PX = 2.0
+MODEL = ("ATOM      1  CA  ALA A   1       0.000   0.000   0.000  1.00 20.00           C\n"
+         "ATOM      2  CA  ALA A   2       3.800   0.000   0.000  1.00 20.00           C\n"
+         "END\n")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A tiny planted micrograph, its template, one finished search and its particles."""
+
+    root: Path
+    tpl: Path
+    mic: Path
+    model: Path
+    run: Path
+    particles: Path
+
+
+def _search_args(mic: Path, tpl: Path, out: Path, *extra: str) -> list[str]:
+    return ["search", str(mic), str(tpl), "-o", str(out), "--defocus-u", "0",
+            "--defocus-range", "0", "--out-of-plane-step", "45", "--in-plane-step", "60",
+            "--device", "cpu", "--threads", "1", "--no-whiten", "--cs", "0",
+            "--amplitude-contrast", "0.99", *extra]
+
+
+@pytest.fixture(scope="module")
+def inp(tmp_path_factory) -> Inputs:
+    root = tmp_path_factory.mktemp("safety")
+    vol = blob_volume(16, seed=2)
+    tpl, mic, model = root / "tpl.mrc", root / "mic.mrc", root / "model.pdb"
+    write_mrc(tpl, vol, PX)
+    image = white_noise((96, 96), 3)
+    proj = vol.sum(0)
+    proj = (proj - proj.mean()) / proj.std()
+    plant(image, proj, 30, 30, 1.5)
+    plant(image, proj, 66, 62, 1.5)
+    write_mrc(mic, image.astype(np.float32), PX)
+    model.write_text(MODEL)
+    run = root / "run"
+    done = runner.invoke(app, _search_args(mic, tpl, run))
+    assert done.exit_code == 0, done.output
+    particles = root / "p.star"
+    done = runner.invoke(app, ["peaks", str(run), "-o", str(particles), "--no-report"])
+    assert done.exit_code == 0, done.output
+    return Inputs(root, tpl, mic, model, run, particles)
+
+
+def error_line(result) -> str:
+    """The single ``error:`` line of a failed command (asserts there is exactly one)."""
+    text = result.output
+    assert result.exit_code != 0, f"succeeded:\n{text}"
+    assert isinstance(result.exception, SystemExit), (
+        f"escaped {type(result.exception).__name__}: {result.exception}\n{text}")
+    assert "Traceback" not in text, text
+    errors = [ln for ln in text.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
+    return errors[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative name -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+# --- a full disk --------------------------------------------------------------------------
+
+def _run(cmd: list[str]) -> bool:
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def _can_mount() -> bool:
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount")):
+        return False
+    probe = Path(tempfile.mkdtemp(prefix="difftm_mount_probe_"))
+    try:
+        if not _run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)]):
+            return False
+        _run(["umount", str(probe)])
+        return True
+    finally:
+        probe.rmdir()
+
+
+CAN_MOUNT = _can_mount()
+
+
+def _umount(folder: Path) -> None:
+    if not _run(["umount", str(folder)]):
+        _run(["umount", "-l", str(folder)])
+
+
+@dataclass
+class FullDisk:
+    """An output folder whose disk can be filled: ``fill(leave)`` leaves ``leave`` bytes."""
+
+    folder: Path
+    fill: Callable[[int], None]
+    kind: str
+
+
+def _fill_tmpfs(folder: Path, leave: int) -> None:
+    filler = folder / "filler.bin"
+    block = b"\0" * (1 << 16)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while True:
+            os.write(fd, block)
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    size = filler.stat().st_size
+    os.truncate(filler, max(size - leave, 0))
+
+
+@pytest.fixture(params=["tmpfs", "dev-full"])
+def full_disk(request, tmp_path, monkeypatch) -> Iterator[FullDisk]:
+    """An output folder on a disk about to be full (see the module docstring)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if request.param == "tmpfs":
+        if not CAN_MOUNT:
+            pytest.skip("needs root and mount for a real tmpfs")
+        assert _run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)])
+        try:
+            yield FullDisk(folder, lambda leave: _fill_tmpfs(folder, leave), "tmpfs")
+        finally:
+            _umount(folder)
+        return
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    real = tempfile.mkstemp
+
+    def fill(leave: int) -> None:
+        def mkstemp(suffix=None, prefix=None, dir=None, text=False):  # noqa: A002
+            fd, name = real(suffix, prefix, dir, text)
+            if dir is None or Path(dir).resolve() != folder.resolve() and \
+                    folder.resolve() not in Path(dir).resolve().parents:
+                return fd, name
+            os.close(fd)
+            os.unlink(name)
+            os.symlink("/dev/full", name)
+            return os.open(name, os.O_RDWR), name
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+    yield FullDisk(folder, fill, "dev-full")
+
+
+def _previous(paths: list[Path]) -> dict[Path, bytes]:
+    for p in paths:
+        p.write_bytes(b"previous " + p.name.encode())
+    return {p: p.read_bytes() for p in paths}
+
+
+def _check_disk_full(result, disk: FullDisk, before: dict[str, bytes], names: str) -> None:
+    line = error_line(result)
+    assert "no space left" in line.lower(), line
+    assert any(n in line for n in names.split()), f"{names} not named in: {line}"
+    after = snapshot(disk.folder)
+    after.pop("filler.bin", None)
+    before = {k: v for k, v in before.items() if k != "filler.bin"}
+    assert after == before, f"files changed or left behind: {sorted(set(after) ^ set(before))}"
+    assert not [p for p in disk.folder.rglob(".*") if p.is_file() or p.is_symlink()], (
+        "temporary files left behind")
+
+
+def test_orientations_on_a_full_disk(full_disk):
+    out = full_disk.folder / "o.txt"
+    _previous([out])
+    before = snapshot(full_disk.folder)
+    full_disk.fill(0)
+    result = runner.invoke(app, ["orientations", "-o", str(out), "--overwrite",
+                                 "--out-of-plane-step", "10", "--in-plane-step", "10"])
+    _check_disk_full(result, full_disk, before, "o.txt")
+
+
+def test_simulate_template_on_a_full_disk(inp, full_disk):
+    out = full_disk.folder / "t.mrc"
+    _previous([out])
+    before = snapshot(full_disk.folder)
+    full_disk.fill(0)
+    result = runner.invoke(app, ["simulate", "template", str(inp.model), "--pixel-size", "2",
+                                 "-o", str(out), "--box", "32", "--device", "cpu",
+                                 "--threads", "1", "--overwrite"])
+    _check_disk_full(result, full_disk, before, "t.mrc")
+
+
+@pytest.mark.parametrize("leave_kib", [0, 24])
+def test_simulate_micrograph_on_a_full_disk(inp, full_disk, leave_kib):
+    """With 24 KiB left the micrograph's temporary fits and the truth table does not: the
+    unit is abandoned and the three previous files stay."""
+    d = full_disk.folder
+    files = [d / "m.mrc", d / "m.star", d / "m.json"]
+    _previous(files)
+    before = snapshot(d)
+    full_disk.fill(leave_kib * 1024)
+    result = runner.invoke(app, ["simulate", "micrograph", str(inp.tpl), "-o", str(files[0]),
+                                 "--truth", str(files[1]), "--shape", "64", "64",
+                                 "--n-particles", "1", "--defocus", "9000", "--fluence", "40",
+                                 "--threads", "1", "--overwrite"])
+    _check_disk_full(result, full_disk, before, "m.mrc m.star m.json")
+
+
+@pytest.mark.parametrize("leave_kib", [0, 64])
+def test_search_on_a_full_disk(inp, full_disk, leave_kib):
+    """A search that cannot write (its lock, or later its maps): one line, no results
+    bundle, no temporaries, no lock left."""
+    out = full_disk.folder / "s"
+    full_disk.fill(leave_kib * 1024)
+    result = runner.invoke(app, _search_args(inp.mic, inp.tpl, out))
+    line = error_line(result)
+    assert "no space left" in line.lower() and str(full_disk.folder) in line, line
+    assert not (out / "results.npz").exists()
+    assert not [p for p in full_disk.folder.rglob(".*") if p.is_file() or p.is_symlink()]
+
+
+@pytest.mark.parametrize("report", ["--report", "--no-report"])
+def test_peaks_on_a_full_disk(inp, full_disk, report):
+    d = full_disk.folder
+    _previous([d / "p.star", d / "p.csv", d / "p.html"])
+    before = snapshot(d)
+    full_disk.fill(0)
+    result = runner.invoke(app, ["peaks", str(inp.run), "-o", str(d / "p.star"), report,
+                                 "--overwrite"])
+    _check_disk_full(result, full_disk, before, str(d))
+
+
+def test_refine_on_a_full_disk(inp, full_disk):
+    d = full_disk.folder
+    _previous([d / "r.star", d / "r.csv"])
+    before = snapshot(d)
+    full_disk.fill(0)
+    result = runner.invoke(app, ["refine", str(inp.run), "--particles", str(inp.particles),
+                                 "-o", str(d / "r.star"), "--no-report", "--method", "grid",
+                                 "--angle-step", "10", "--angle-range", "10",
+                                 "--no-refine-defocus", "--overwrite"])
+    _check_disk_full(result, full_disk, before, "r.star r.csv")
+
+
+def test_demo_background_extraction_on_a_full_disk(inp, full_disk):
+    """The demo's one write of its own (a background micrograph from a wheel) on a full
+    disk: an error naming the target, nothing left in the cache."""
+    import zipfile
+
+    from difftm.demo import _extract_background
+
+    wheel = inp.root / "x.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(inp.mic, "pkg/good.mrc")
+    full_disk.fill(0)
+    target = full_disk.folder / "g.mrc"
+    with zipfile.ZipFile(wheel) as zf, pytest.raises(OSError) as err:
+        _extract_background(zf, zf.getinfo("pkg/good.mrc"), target)
+    assert err.value.errno == errno.ENOSPC and str(target) in str(err.value)
+    assert not [p for p in full_disk.folder.iterdir() if p.name != "filler.bin"]
+
+
+# --- read-only folder, also as root -------------------------------------------------------
+
+WRITERS: list[tuple[str, Callable[[Inputs, Path], list[str]], str]] = [
+    ("orientations", lambda i, d: ["orientations", "-o", str(d / "o.txt"), "--overwrite"],
+     "o.txt"),
+    ("simulate-template", lambda i, d: ["simulate", "template", str(i.model), "--pixel-size",
+                                        "2", "-o", str(d / "t.mrc"), "--box", "16",
+                                        "--device", "cpu", "--threads", "1", "--overwrite"],
+     "t.mrc"),
+    ("simulate-micrograph", lambda i, d: ["simulate", "micrograph", str(i.tpl), "-o",
+                                          str(d / "m.mrc"), "--truth", str(d / "m.star"),
+                                          "--shape", "64", "64", "--n-particles", "1",
+                                          "--defocus", "9000", "--fluence", "40",
+                                          "--threads", "1", "--overwrite"], "m."),
+    ("peaks", lambda i, d: ["peaks", str(i.run), "-o", str(d / "p.star"), "--overwrite"],
+     "p"),
+    ("refine", lambda i, d: ["refine", str(i.run), "--particles", str(i.particles), "-o",
+                             str(d / "r.star"), "--no-report", "--method", "grid",
+                             "--angle-step", "10", "--angle-range", "10",
+                             "--no-refine-defocus", "--overwrite"], "r."),
+    ("search", lambda i, d: _search_args(i.mic, i.tpl, d / "s"), "s"),
+]
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root and mount for a read-only tmpfs")
+@pytest.mark.parametrize("case,build,name", WRITERS, ids=[w[0] for w in WRITERS])
+def test_read_only_file_system_as_root(inp, tmp_path, case, build, name):
+    """A read-only file system refuses even root: one line naming the output, previous
+    files intact."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    assert _run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ro)])
+    try:
+        for prev in ("o.txt", "t.mrc", "m.mrc", "p.star", "r.star"):
+            (ro / prev).write_bytes(b"previous")
+        assert _run(["mount", "-o", "remount,ro", str(ro)])
+        before = snapshot(ro)
+        result = runner.invoke(app, build(inp, ro))
+        line = error_line(result)
+        assert "read-only file system" in line.lower() and str(ro) in line, line
+        assert snapshot(ro) == before
+    finally:
+        _umount(ro)
+
+
+@pytest.mark.parametrize("case,build,name", WRITERS, ids=[w[0] for w in WRITERS])
+def test_output_folder_that_is_a_file(inp, tmp_path, case, build, name):
+    """An output whose folder is a regular file (works for root too): one line naming it,
+    nothing written."""
+    not_a_folder = tmp_path / "plain_file"
+    not_a_folder.write_bytes(b"precious")
+    result = runner.invoke(app, build(inp, not_a_folder))
+    line = error_line(result)
+    assert "plain_file" in line, line
+    assert not_a_folder.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain_file"]
+
+
+# --- multi-file units: a failure between the moves ----------------------------------------
+
+def _fail_on_move(monkeypatch, k: int) -> None:
+    """Make the ``k``-th move of a finished temporary into place fail (an I/O error)."""
+    import difftm.io.atomic as atomic
+
+    real = atomic._place
+    calls = {"n": 0}
+
+    def place(tmp: Path, path: Path, overwrite: bool) -> None:
+        calls["n"] += 1
+        if calls["n"] == k:
+            raise OSError(errno.EIO, "Input/output error", str(tmp))
+        real(tmp, path, overwrite)
+
+    monkeypatch.setattr(atomic, "_place", place)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("previous", [True, False], ids=["previous", "fresh"])
+def test_simulate_micrograph_unit_rolls_back_after_a_failed_move(inp, tmp_path, monkeypatch,
+                                                                 k, previous):
+    """The image, truth and parameters are one unit: when the 2nd or 3rd move fails the
+    files already moved are taken back (previous versions restored, new ones removed)."""
+    files = [tmp_path / "m.mrc", tmp_path / "m.star", tmp_path / "m.json"]
+    if previous:
+        _previous(files)
+    before = snapshot(tmp_path)
+    _fail_on_move(monkeypatch, k)
+    result = runner.invoke(app, ["simulate", "micrograph", str(inp.tpl), "-o", str(files[0]),
+                                 "--truth", str(files[1]), "--shape", "64", "64",
+                                 "--n-particles", "1", "--defocus", "9000", "--fluence", "40",
+                                 "--threads", "1", "--overwrite"])
+    line = error_line(result)
+    assert "input/output error" in line.lower() and str(tmp_path) in line, line
+    assert snapshot(tmp_path) == before
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_simulate_micrograph_unit_writes_all_three_when_nothing_fails(inp, tmp_path):
+    files = [tmp_path / "m.mrc", tmp_path / "m.star", tmp_path / "m.json"]
+    _previous(files)
+    result = runner.invoke(app, ["simulate", "micrograph", str(inp.tpl), "-o", str(files[0]),
+                                 "--truth", str(files[1]), "--shape", "64", "64",
+                                 "--n-particles", "1", "--defocus", "9000", "--fluence", "40",
+                                 "--threads", "1", "--overwrite", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(files[2].read_text())["seed"] == 4
+    assert all(not f.read_bytes().startswith(b"previous") for f in files)
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_peaks_unit_rolls_back_after_a_failed_move(inp, tmp_path, monkeypatch):
+    """STAR, CSV and report of ``peaks`` are one unit as well."""
+    files = [tmp_path / "p.star", tmp_path / "p.csv", tmp_path / "p.html"]
+    _previous(files)
+    before = {p: p.read_bytes() for p in files}
+    _fail_on_move(monkeypatch, 3)
+    result = runner.invoke(app, ["peaks", str(inp.run), "-o", str(files[0]), "--overwrite"])
+    assert "input/output error" in error_line(result).lower()
+    assert {p: p.read_bytes() for p in files} == before
+    assert not list(tmp_path.glob(".*"))
+
+
+# --- a results bundle with missing metadata -----------------------------------------------
+
+def _doctored_run(inp: Inputs, folder: Path, drop_key: str | None = None,
+                  drop_array: str | None = None) -> Path:
+    shutil.copytree(inp.run, folder)
+    with np.load(folder / "results.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    if drop_key is not None:
+        md = json.loads(str(arrays["metadata"]))
+        del md[drop_key]
+        arrays["metadata"] = np.array(json.dumps(md))
+    if drop_array is not None:
+        del arrays[drop_array]
+    np.savez_compressed(folder / "results.npz", **arrays)
+    return folder
+
+
+@pytest.mark.parametrize("key", ["pixel_size", "border_low", "n_search", "box", "voltage"])
+def test_peaks_on_a_bundle_missing_metadata(inp, tmp_path, key):
+    run = _doctored_run(inp, tmp_path / "run", drop_key=key)
+    result = runner.invoke(app, ["peaks", str(run), "-o", str(tmp_path / "p.star")])
+    line = error_line(result)
+    assert "results.npz" in line and repr(key) in line, line
+    assert not (tmp_path / "p.star").exists()
+
+
+@pytest.mark.parametrize("drop", [dict(drop_key="pixel_size"), dict(drop_array="map_sigma"),
+                                  dict(drop_array="best_index")],
+                         ids=["metadata-key", "map", "best-index"])
+def test_refine_on_a_damaged_bundle(inp, tmp_path, drop):
+    run = _doctored_run(inp, tmp_path / "run", **drop)
+    result = runner.invoke(app, ["refine", str(run), "--particles", str(inp.particles), "-o",
+                                 str(tmp_path / "r.star"), "--no-report"])
+    line = error_line(result)
+    name = next(iter(drop.values())).removeprefix("map_")
+    assert "results.npz" in line and name in line, line
+    assert not (tmp_path / "r.star").exists()
