@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import typer
 
-from difftm.cli import demo, fetch, info, orientations, peaks, refine, search, simulate
+from difftm.cli import classify, constrained  # issue 16
+from difftm.cli import demo, fetch, info, orientations, peaks, reconstruct, refine, search, simulate
 from difftm.cli.errors import OneLineGroup
 from difftm.cli.simulate import HELP_MARKUP
 
@@ -32,7 +33,9 @@ app = typer.Typer(
 )
 
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
-for _module in (simulate, search, peaks, refine, orientations, demo, info, fetch):
+for _module in (simulate, search, peaks, refine, reconstruct, orientations, demo, info, fetch):
+    _module.register(app)
+for _module in (classify, constrained):  # issue 16
     _module.register(app)
 
 
