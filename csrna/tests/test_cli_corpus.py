@@ -72,9 +72,66 @@ def inp(tmp_path_factory) -> Inputs:
     folder = root / "a_folder.csv"
     folder.mkdir()
     probs_input = w("x_probabilities.tsv", GOOD)
+    write_star_corpus(root)
     return Inputs(root, good, empty, latin1, garbage, negative_error, conflict, outside,
                   huge_resid, no_nucleus, nan_shift, exp, sim, sim_short, existing, folder,
                   probs_input)
+
+
+def write_star_corpus(root: Path) -> None:
+    """Malformed BMRB NMR-STAR 3.x entries, each derived from one good entry."""
+    from _star import entity_frame, entry, shift_frame
+
+    rows = [(1, 1, i, b, "C1'", 92.0 + 0.1 * i) for i, b in enumerate(SEQ, 1)]
+    good = entry(entity_frame(1, "rna", list(SEQ)), shift_frame(1, rows))
+    (root / "good.str").write_text(good)
+    lines = good.splitlines()
+    row3 = next(k for k, ln in enumerate(lines) if ln.split()[:4] == ["3", "1", "1", "3"])
+
+    def with_row3(change) -> str:
+        out = list(lines)
+        tokens = out[row3].split()
+        change(tokens)
+        out[row3] = "      " + " ".join(tokens)
+        return "\n".join(out) + "\n"
+
+    def set_token(k: int, value: str):
+        return lambda t: t.__setitem__(k, value)
+
+    loop_end = good.index("stop_", good.index("_Atom_chem_shift.Assigned_chem_shift_list_ID"))
+    first_row = good.index("\n", good.index("_Atom_chem_shift.Assigned_chem_shift_list_ID")) + 1
+    files = {
+        "star_truncated.str": good[: loop_end - 60],
+        "star_columns.str": with_row3(lambda t: t.pop()),
+        "star_text_shift.str": with_row3(set_token(8, "ninety")),
+        "star_nan_shift.str": with_row3(set_token(8, "nan")),
+        "star_huge_resid.str": with_row3(set_token(3, "99999999999999999999")),
+        "star_no_loop.str": entry(entity_frame(1, "rna", list(SEQ))),
+        "star_empty_loop.str": good[:first_row] + good[loop_end - 3:],
+        "star_unterminated_frame.str": good[: good.index("save_assigned") + 200],
+    }
+    for name, text in files.items():
+        (root / name).write_text(text)
+    (root / "star_nul.str").write_bytes(b"data_1\n" + b"\x00\x01\x02" * 2000)
+    (root / "star_control.str").write_bytes(b"data_1\n" + bytes(range(1, 32)) * 40)
+    (root / "star_latin1.str").write_bytes(good.replace("'rna'", "'r\xe9sonance'")
+                                           .encode("latin-1"))
+
+
+#: (file, what the one error line must say besides naming the file)
+BAD_STAR = [
+    ("star_truncated.str", "cannot parse NMR-STAR file at line"),
+    ("star_columns.str", "expected number of data elements"),
+    ("star_text_shift.str", "shift row 3: shift 'ninety' is not a number"),
+    ("star_nan_shift.str", "shift row 3: shift 'nan' is not a finite number"),
+    ("star_huge_resid.str", "shift row 3: residue number 99999999999999999999 is beyond"),
+    ("star_no_loop.str", "no _Atom_chem_shift loop"),
+    ("star_empty_loop.str", "loop of shift list 1 has no rows"),
+    ("star_unterminated_frame.str", "Saveframe improperly terminated"),
+    ("star_nul.str", "binary data (NUL bytes)"),
+    ("star_control.str", "cannot parse NMR-STAR file at line 2"),
+    ("star_latin1.str", "not UTF-8 text (byte 0xe9"),
+]
 
 
 def _fold(i: Inputs, shifts: Path, *extra: str, out: str = "f.ct") -> list[str]:
@@ -106,14 +163,23 @@ BAD_SHIFTS = [
     ("directory", lambda i: i.folder, "a_folder.csv"),
 ]
 
-CASES: list[tuple[str, object, str]] = []
+CASES: list[tuple[str, object, str | tuple[str, ...]]] = []
 for _name, _get, _expect in BAD_SHIFTS:
     CASES += [
         (f"fold-{_name}", lambda i, g=_get: _fold(i, g(i)), _expect),
         (f"bme-{_name}", lambda i, g=_get: _bme(i, g(i)), _expect),
         (f"annotate-{_name}", lambda i, g=_get: _ann(i, g(i)), _expect),
     ]
+for _name, _problem in BAD_STAR:
+    _exp = (_name, _problem)
+    CASES += [
+        (f"fold-{_name}", lambda i, n=_name: _fold(i, i.root / n), _exp),
+        (f"bme-{_name}", lambda i, n=_name: _bme(i, i.root / n), _exp),
+        (f"annotate-{_name}", lambda i, n=_name: _ann(i, i.root / n), _exp),
+    ]
 CASES += [
+    ("fold-star-good-control", lambda i: _fold(i, i.root / "good.str", "--maxit", "0"),
+     "--maxit"),
     # residues outside the sequence: refused by fold and bme alike (annotate has no sequence)
     ("fold-outside-sequence", lambda i: _fold(i, i.outside), "outside.txt"),
     ("bme-outside-sequence", lambda i: _bme(i, i.outside), "outside.txt"),
@@ -185,8 +251,8 @@ def no_hang():
         signal.signal(signal.SIGALRM, old)
 
 
-def check_one_line_error(result, expect: str) -> None:
-    """Assert a clean, one-line failure naming ``expect``."""
+def check_one_line_error(result, expect: str | tuple[str, ...]) -> None:
+    """Assert a clean, one-line failure naming ``expect`` (every part of a tuple)."""
     text = result.output
     assert result.exit_code != 0, f"succeeded on bad input:\n{text}"
     assert isinstance(result.exception, SystemExit), (
@@ -194,7 +260,8 @@ def check_one_line_error(result, expect: str) -> None:
     assert "Traceback" not in text, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
-    assert expect.lower() in errors[0].lower(), f"{expect!r} not named in: {errors[0]}"
+    for part in (expect,) if isinstance(expect, str) else expect:
+        assert part.lower() in errors[0].lower(), f"{part!r} not named in: {errors[0]}"
 
 
 @pytest.mark.parametrize("case,build,expect", CASES, ids=[c[0] for c in CASES])

@@ -150,20 +150,11 @@ def bme(
 
     Example: csrna bme shifts.dat --sequence GGUAGUUUUGGCAUGACUCUACC --output out/
     """
-    import pandas as pd
-
     from csrna.cli.fold import resolve_sequence
-    from csrna.ensemble import (
-        match_observables,
-        pair_probability_matrix,
-        plot_pair_probabilities,
-        predict_library,
-    )
+    from csrna.ensemble import match_observables, predict_library
     from csrna.ensemble.bme import fit
-    from csrna.ensemble.bme_io import write_weights
     from csrna.ensemble.library import read_ct_library, sample_library
     from csrna.ensemble.shiftpred import ShiftPredictor
-    from csrna.io import atomic_write_text, write_bpseq, write_ct, write_dot_bracket
 
     th = _parse_theta(theta)
     check_range("--samples", samples, 1, MAX_SAMPLES)
@@ -210,36 +201,62 @@ def bme(
                    markup=False)
     result = fit(calc, data["shift"].to_numpy(), data["sigma"].to_numpy(), theta=th)
 
+    created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / "predicted_shifts.csv",
-                      predicted.to_csv(index=False, float_format="%.4f"))
-    write_weights(output / "weights.csv", names, result.weights)
-    atomic_write_text(output / "library.csv", pd.DataFrame({
-        "structure": names,
-        "source": [c.source for c in conformers],
-        "energy": [c.energy for c in conformers],
-        "prior": result.prior,
-        "weight": result.weights,
-        "dot_bracket": [c.dot_bracket(len(seq)) for c in conformers],
-    }).to_csv(index=False, float_format="%.6g"))
     top = int(np.argmax(result.weights))
-    label = f"{names[top]} CS-BME weight={result.weights[top]:.4f}"
-    write_ct(output / "top_structure.ct", seq, conformers[top].pairs, label)
-    write_dot_bracket(output / "top_structure.dbn", seq, conformers[top].pairs, label)
-    write_bpseq(output / "top_structure.bpseq", seq, conformers[top].pairs, label)
     n = len(seq)
-    plot_pair_probabilities(
-        output / "pair_probabilities.png",
-        pair_probability_matrix(conformers, result.prior, n),
-        pair_probability_matrix(conformers, result.weights, n),
-        seq,
-    )
+    try:
+        _write_bme(output, seq, names, conformers, predicted, result, top, n)
+    except BaseException:
+        if created and next(output.iterdir(), None) is None:
+            output.rmdir()  # a failed unit leaves no empty folder behind
+        raise
     _out.print(f"{len(conformers)} structures; {len(data)} of {len(measured)} measured shifts "
                "matched a predicted nucleus", highlight=False)
     _report(result)
     _out.print(f"top structure {names[top]} (weight {result.weights[top]:.3f}): "
                f"{conformers[top].dot_bracket(n)}", highlight=False)
     _out.print(f"results -> {output}", highlight=False)
+
+
+def _write_bme(output: Path, seq: str, names: list[str], conformers, predicted, result,
+               top: int, n: int) -> None:
+    """Write the seven CS-BME files into ``output`` as one unit: all replaced, or none (a
+    full disk leaves the previous files as they were)."""
+    import pandas as pd
+
+    from csrna.ensemble import pair_probability_matrix, plot_pair_probabilities
+    from csrna.ensemble.bme_io import write_weights
+    from csrna.io import (
+        atomic_write_text,
+        output_unit,
+        write_bpseq,
+        write_ct,
+        write_dot_bracket,
+    )
+
+    with output_unit():
+        atomic_write_text(output / "predicted_shifts.csv",
+                          predicted.to_csv(index=False, float_format="%.4f"))
+        write_weights(output / "weights.csv", names, result.weights)
+        atomic_write_text(output / "library.csv", pd.DataFrame({
+            "structure": names,
+            "source": [c.source for c in conformers],
+            "energy": [c.energy for c in conformers],
+            "prior": result.prior,
+            "weight": result.weights,
+            "dot_bracket": [c.dot_bracket(len(seq)) for c in conformers],
+        }).to_csv(index=False, float_format="%.6g"))
+        label = f"{names[top]} CS-BME weight={result.weights[top]:.4f}"
+        write_ct(output / "top_structure.ct", seq, conformers[top].pairs, label)
+        write_dot_bracket(output / "top_structure.dbn", seq, conformers[top].pairs, label)
+        write_bpseq(output / "top_structure.bpseq", seq, conformers[top].pairs, label)
+        plot_pair_probabilities(
+            output / "pair_probabilities.png",
+            pair_probability_matrix(conformers, result.prior, n),
+            pair_probability_matrix(conformers, result.weights, n),
+            seq,
+        )
 
 
 @user_errors

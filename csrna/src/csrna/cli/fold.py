@@ -18,6 +18,7 @@ from csrna.io import (
     atomic_write_text,
     clean_sequence,
     dot_bracket,
+    output_unit,
     read_fasta,
     read_shift_entry,
     write_bpseq,
@@ -79,21 +80,24 @@ def check_outputs(ct_paths: list[Path], overwrite: bool,
 def write_result(result: CSFoldResult, ct_path: Path, title: str) -> None:
     """Write the CT, BPSEQ, dot-bracket, probability and candidate tables and the figure.
 
-    Every file is written atomically (temporary file, then rename).
+    The six files are one unit (:func:`csrna.io.output_unit`): each is written to a
+    temporary file and they replace the destinations only when all are written; a failure
+    (a full disk) leaves every previous file as it was.
     """
     paths = output_paths(ct_path)
     ct_path.parent.mkdir(parents=True, exist_ok=True)
     label = f"{title} CS-Fold {result.selected.name} {result.energy_label}"
-    write_ct(paths["ct"], result.sequence, result.pairs, label)
-    write_bpseq(paths["bpseq"], result.sequence, result.pairs, label)
-    write_dot_bracket(paths["dbn"], result.sequence, result.pairs, label)
-    atomic_write_text(paths["probabilities"], result.probabilities.to_csv(
-        sep="\t", index=False, float_format="%.4f", na_rep="NA"))
-    atomic_write_text(paths["candidates"], result.candidates.to_csv(
-        sep="\t", index=False, float_format="%.4f"))
-    plot_fold(paths["figure"], result.sequence, result.pairs,
-              result.probabilities["p_unpaired"].to_numpy(dtype=float), label,
-              pair_probability=result.pair_probability)
+    with output_unit():
+        write_ct(paths["ct"], result.sequence, result.pairs, label)
+        write_bpseq(paths["bpseq"], result.sequence, result.pairs, label)
+        write_dot_bracket(paths["dbn"], result.sequence, result.pairs, label)
+        atomic_write_text(paths["probabilities"], result.probabilities.to_csv(
+            sep="\t", index=False, float_format="%.4f", na_rep="NA"))
+        atomic_write_text(paths["candidates"], result.candidates.to_csv(
+            sep="\t", index=False, float_format="%.4f"))
+        plot_fold(paths["figure"], result.sequence, result.pairs,
+                  result.probabilities["p_unpaired"].to_numpy(dtype=float), label,
+                  pair_probability=result.pair_probability)
 
 
 def _is_shift_candidate(p: Path) -> bool:

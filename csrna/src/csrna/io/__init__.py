@@ -14,7 +14,7 @@ Conventions used throughout csrna:
 * shifts are in ppm; a missing error is NaN.
 """
 
-from csrna.io.files import atomic_write, atomic_write_text
+from csrna.io.files import atomic_write, atomic_write_text, output_unit
 from csrna.io.nmrstar import ShiftEntry
 from csrna.io.shifts import (
     SHIFT_COLUMNS,
@@ -39,7 +39,7 @@ from csrna.io.structures import (
 
 __all__ = [
     "SHIFT_COLUMNS", "ShiftEntry", "atomic_write", "atomic_write_text", "clean_sequence",
-    "dot_bracket", "finish_shift_table", "pair_table", "pairs_from_dot_bracket", "read_bpseq",
-    "read_ct", "read_dot_bracket", "read_fasta", "read_shift_entry", "read_shifts",
+    "dot_bracket", "finish_shift_table", "output_unit", "pair_table", "pairs_from_dot_bracket",
+    "read_bpseq", "read_ct", "read_dot_bracket", "read_fasta", "read_shift_entry", "read_shifts",
     "shifts_to_wide", "write_bpseq", "write_ct", "write_dot_bracket",
 ]

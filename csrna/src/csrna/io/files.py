@@ -1,8 +1,17 @@
-"""File helpers shared by the readers and writers: checked reading, atomic writing."""
+"""File helpers shared by the readers and writers: checked reading, atomic writing, and
+writing several files as one unit (:func:`output_unit`)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 
 def _check_file(path: Path, what: str) -> str:
@@ -11,6 +20,8 @@ def _check_file(path: Path, what: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found")
     text = read_utf8(path)
+    if "\x00" in text:
+        raise ValueError(f"{path}: binary data (NUL bytes), not a {what} file")
     if not text.strip():
         raise ValueError(f"{path}: empty {what} file")
     return text
@@ -30,24 +41,136 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+_UNIT: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar(
+    "csrna_output_unit", default=None)
+
+
+def _named(err: OSError, path: Path, tmp: str | None) -> OSError:
+    """``err`` naming ``path`` when it names the temporary ``tmp`` or no file at all (a full
+    disk while flushing); an error naming another file is returned unchanged."""
+    name = None if err.filename is None else str(err.filename)
+    if err.errno is None or (name is not None and name != tmp
+                             and not Path(name).name.startswith(f".{path.stem}.")):
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
+
+
+def _reraise_named(err: OSError, path: Path, tmp: str | None) -> NoReturn:
+    named = _named(err, path, tmp)
+    if named is err:
+        raise err
+    raise named from err
+
+
 def atomic_write(path: str | Path, writer) -> None:
     """Write ``path`` atomically: ``writer(tmp_path)`` writes a temporary file in the same
     folder, which then replaces ``path`` (no partial file is left on failure).
+
+    Inside :func:`output_unit` the replacement waits until every file of the unit is
+    written. An ``OSError`` while writing (disk full, read-only folder) names ``path``.
 
     Args:
         path: final file.
         writer: callable taking the temporary path (keeps ``path``'s suffix so that writers
             choosing a format by suffix, such as matplotlib, behave the same).
     """
-    import os
-    import tempfile
-
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        writer(tmp)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
+                                   dir=path.parent)
+    except OSError as err:
+        _reraise_named(err, path, None)
+    os.close(fd)
+    unit = _UNIT.get()
+    try:
+        try:
+            writer(tmp)
+        except OSError as err:
+            _reraise_named(err, path, tmp)
+        if unit is not None:
+            if any(p.resolve() == path.resolve() for _, p in unit):
+                raise ValueError(f"{path}: written twice in one output unit")
+            unit.append((Path(tmp), path))
+            return
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            _reraise_named(err, path, tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def output_unit() -> Iterator[None]:
+    """Write every :func:`atomic_write` of the body as one unit: all files or none.
+
+    Each file is written to its temporary first; when the body ends without an error, each
+    existing destination is kept under a temporary name (a hard link), the temporaries
+    replace the destinations, and the kept previous files are removed. If a replacement
+    fails, the files already replaced are taken back (previous versions restored, new ones
+    removed) and the error is raised. A ``kill -9`` during the replacements can leave some
+    files new and some previous, never a half-written one. Units do not nest.
+    """
+    if _UNIT.get() is not None:
+        raise RuntimeError("output_unit() does not nest")
+    pending: list[tuple[Path, Path]] = []
+    token = _UNIT.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _UNIT.reset(token)
+    commit_unit(pending)
+
+
+def _backup(path: Path) -> Path | None:
+    """Keep the current ``path`` under a temporary name (hard link, else a copy)."""
+    if not path.exists():
+        return None
+    while True:
+        backup = path.parent / f".{path.stem}.{secrets.token_hex(4)}.bak"
+        try:
+            os.link(path, backup)
+            return backup
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links on this file system
+            shutil.copy2(path, backup)
+            return backup
+
+
+def commit_unit(pending: list[tuple[Path, Path]]) -> None:
+    """Move finished temporaries ``(tmp, path)`` into place, all or none."""
+    backups: dict[Path, Path | None] = {}
+    placed: list[Path] = []
+    try:
+        for _, path in pending:
+            backups[path] = _backup(path)
+        for tmp, path in pending:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                _reraise_named(err, path, str(tmp))
+            placed.append(path)
+    except BaseException:
+        for path in reversed(placed):  # take the unit back
+            backup = backups.get(path)
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, path)
+                    backups[path] = None
+                else:
+                    path.unlink(missing_ok=True)
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        for backup in backups.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        raise
+    for backup in backups.values():
+        if backup is not None:
+            backup.unlink(missing_ok=True)

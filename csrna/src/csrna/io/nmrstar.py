@@ -16,6 +16,7 @@ NMR-STAR 2.1 files are not read (pynmrstar does not parse them); the error says 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,37 @@ class ShiftEntry:
     sequence: str | None = None
     notes: list[str] = field(default_factory=list)
     modified: list[tuple[int, str]] = field(default_factory=list)
+
+
+#: Largest residue number accepted (larger ones are typos or junk, and overflow arrays).
+MAX_RESIDUE_NUMBER = 1_000_000
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` for a one-line message: control characters escaped, at most ``limit`` chars."""
+    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))
+    return out if len(out) <= limit else out[:limit] + "..."
+
+
+def _parse_reason(err: Exception) -> str:
+    """`` at line N (first sentence)`` of a pynmrstar parse error, made printable."""
+    import re
+
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    line = re.search(r"[Ee]rror detected on line:? *(\d+)", text)
+    first = re.split(r"(?<=\.) ", text, maxsplit=1)[0].rstrip(".")
+    return (f" at line {line.group(1)}" if line else "") + f" ({printable(first)})"
+
+
+class _Collect(logging.Handler):
+    """Keeps the parser's warnings (``Loop with no data...``) instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
+        self.messages.append(record.getMessage())
 
 
 def is_nmrstar_21(text: str) -> bool:
@@ -153,11 +185,17 @@ def read_nmrstar(path: Path, text: str, entity: str | None = None,
         raise ValueError(f"{path}: NMR-STAR 2.1 is not supported; use the entry's NMR-STAR 3.1 "
                          "file (BMRB bmr<ID>_3.str) or a 'resname resid nucleus shift error' "
                          "table")
+    logger = logging.getLogger("pynmrstar")
+    parser_notes = _Collect()
+    logger.addHandler(parser_notes)
+    propagate, logger.propagate = logger.propagate, False  # no stray lines on stderr
     try:
         entry = pynmrstar.Entry.from_string(text)
     except Exception as err:  # pynmrstar raises several parse error types
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path}: cannot parse NMR-STAR file ({first})") from None
+        raise ValueError(f"{path}: cannot parse NMR-STAR file{_parse_reason(err)}") from None
+    finally:
+        logger.removeHandler(parser_notes)
+        logger.propagate = propagate
     lists = _shift_lists(entry)
     if not lists:
         raise ValueError(f"{path}: no _Atom_chem_shift loop in NMR-STAR file")
@@ -172,11 +210,15 @@ def read_nmrstar(path: Path, text: str, entity: str | None = None,
         raise ValueError(f"{path}: no shift list {shift_list!r}; lists: {described}")
     _, loop = lists[str(shift_list)]
     notes = [f"shift list {shift_list} of {len(lists)}"] if len(lists) > 1 else []
+    notes += [f"NMR-STAR parser: {printable(m)}" for m in parser_notes.messages]
 
     seq_col = _tag_values(loop, "Seq_ID") or _tag_values(loop, "Comp_index_ID")
     comp_col = _tag_values(loop, "Comp_ID")
     atom_col = _tag_values(loop, "Atom_ID")
     val_col = _tag_values(loop, "Val")
+    if len(loop.data) == 0:
+        raise ValueError(f"{path}: the _Atom_chem_shift loop of shift list {shift_list} has "
+                         "no rows")
     if seq_col is None or comp_col is None or atom_col is None or val_col is None:
         raise ValueError(f"{path}: _Atom_chem_shift loop lacks one of Seq_ID, Comp_ID, "
                          "Atom_ID, Val")
@@ -229,8 +271,11 @@ def read_nmrstar(path: Path, text: str, entity: str | None = None,
         try:
             resid = int(seq_col[k])
         except ValueError:
-            raise ValueError(f"{path}: shift row {k + 1}: residue number {seq_col[k]!r} is not "
-                             "an integer") from None
+            raise ValueError(f"{path}: shift row {k + 1}: residue number "
+                             f"'{printable(seq_col[k])}' is not an integer") from None
+        if abs(resid) > MAX_RESIDUE_NUMBER:
+            raise ValueError(f"{path}: shift row {k + 1}: residue number "
+                             f"{printable(seq_col[k])} is beyond +-{MAX_RESIDUE_NUMBER:,}")
         try:
             resname = normalise_residue_name(comp_col[k])
         except ValueError:
@@ -239,8 +284,11 @@ def read_nmrstar(path: Path, text: str, entity: str | None = None,
         try:
             val = float(val_col[k])
         except ValueError:
-            raise ValueError(f"{path}: shift row {k + 1}: shift {val_col[k]!r} is not a "
-                             "number") from None
+            raise ValueError(f"{path}: shift row {k + 1}: shift '{printable(val_col[k])}' is "
+                             "not a number") from None
+        if not np.isfinite(val):
+            raise ValueError(f"{path}: shift row {k + 1}: shift {val_col[k]!r} is not a finite "
+                             "number")
         try:
             err = float(err_col[k]) if not _missing(err_col[k]) else np.nan
         except ValueError:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from csrna.io.files import _check_file
-from csrna.io.nmrstar import ShiftEntry
+from csrna.io.nmrstar import MAX_RESIDUE_NUMBER, ShiftEntry, printable
 from csrna.io.nuclei import normalise_nucleus_name, normalise_residue_name
 
 SHIFT_COLUMNS = ["resname", "resid", "nucleus", "shift", "error"]
@@ -55,8 +55,6 @@ def read_shifts(path: str | Path, entity: str | None = None,
     return read_shift_entry(path, entity, shift_list).shifts
 
 
-#: Largest residue number accepted in a shift table (author numbering included).
-MAX_RESIDUE_NUMBER = 1_000_000
 
 
 def read_shift_entry(path: str | Path, entity: str | None = None,
@@ -99,7 +97,8 @@ def read_shift_entry(path: str | Path, entity: str | None = None,
             continue
         if len(tokens) not in (4, 5):
             raise ValueError(
-                f"{path}:{lineno}: expected 'resname resid nucleus shift [error]', got {line!r}"
+                f"{path}:{lineno}: expected 'resname resid nucleus shift [error]', got "
+                f"'{printable(line, 80)}'"
             )
         try:
             resname = normalise_residue_name(tokens[0])
