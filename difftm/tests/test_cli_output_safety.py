@@ -449,3 +449,78 @@ def test_refine_on_a_damaged_bundle(inp, tmp_path, drop):
     name = next(iter(drop.values())).removeprefix("map_")
     assert "results.npz" in line and name in line, line
     assert not (tmp_path / "r.star").exists()
+
+
+# --- kill -9 while writing (slow) ---------------------------------------------------------
+
+def _kill_after(args: list[str], delay: float) -> None:
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "difftm.cli.main", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.0, 3.0, 5.0, 7.0, 9.0, 10.5, 11.5, 12.5, 14.0])
+def test_kill_9_during_search_leaves_no_half_written_file(inp, tmp_path, delay):
+    """``difftm search`` killed at any moment: every file in its folder is complete (the
+    bundle loads, every map reads with the micrograph's shape, the checkpoint loads)."""
+    from difftm.io.mrc import read_mrc
+    from difftm.search.checkpoint import CHECKPOINT_NAME
+    from difftm.search.results import load_results
+
+    image = white_noise((256, 256), 5)
+    mic = tmp_path / "big.mrc"
+    write_mrc(mic, image, PX)
+    out = tmp_path / "run"
+    # later options win: a finer grid, so that the search runs for a few seconds
+    _kill_after(_search_args(mic, inp.tpl, out, "--out-of-plane-step", "20",
+                             "--in-plane-step", "20"), delay)
+    if not out.exists():
+        return
+    for path in out.iterdir():
+        if path.name.startswith("."):  # temporaries and the lock of a killed run
+            continue
+        if path.suffix == ".mrc":
+            assert read_mrc(path).shape == (256, 256), path.name
+        elif path.name == "results.npz":
+            assert load_results(out).shape == (256, 256)
+        elif path.name == CHECKPOINT_NAME:
+            with np.load(path) as data:
+                assert int(data["next_index"]) >= 0
+        elif path.suffix == ".yaml":
+            import yaml
+
+            assert yaml.safe_load(path.read_text())["micrograph"] == str(mic)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.5, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 8.0])
+def test_kill_9_during_peaks_leaves_previous_or_complete_files(inp, tmp_path, delay):
+    """``difftm peaks --overwrite`` killed at any moment: the STAR, CSV and HTML are each
+    the previous file or a complete new one."""
+    import pandas as pd
+
+    from difftm.io.star import read_star_blocks
+
+    files = [tmp_path / "p.star", tmp_path / "p.csv", tmp_path / "p.html"]
+    previous = _previous(files)
+    _kill_after(["peaks", str(inp.run), "-o", str(files[0]), "--overwrite"], delay)
+    n_called = None
+    for path in files:
+        if path.read_bytes() == previous[path]:
+            continue
+        if path.suffix == ".star":
+            n_called = len(read_star_blocks(path)["particles"])
+            assert n_called > 0
+        elif path.suffix == ".csv":
+            assert len(pd.read_csv(path)) > 0
+        else:
+            assert path.read_text().rstrip().endswith("</html>")
+    assert all(p.name.startswith(".") or p.name in ("p.star", "p.csv", "p.html", "p_figures")
+               for p in tmp_path.iterdir())
