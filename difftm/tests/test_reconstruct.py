@@ -405,3 +405,25 @@ def test_cli_reconstruct_one_line_errors(tmp_path):
                                  "--box", "32"])
     assert r.exit_code == 2
     assert "lacks" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_cli_reconstruct_mask_and_omit_test(tmp_path):
+    from difftm.cli.main import app
+
+    sim, _ = _ctf_micrograph()
+    star = _write_inputs(tmp_path, sim, n=30)
+    out = tmp_path / "omit.mrc"
+    r = CliRunner().invoke(app, [
+        "reconstruct", str(star), "--output", str(out), "--box", "32", "--threads", "1",
+        "--mask-diameter", "60", "--omit-test", "--omit-model",
+        str(model_path("4e43.pdb.gz")), "--omit-chain", "C", "--omit-random", "20"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "omit.json").read_text())
+    assert summary["mask_diameter_A"] == 60.0
+    omit = summary["omit_test"]
+    assert omit["chain"] == "C" and omit["region_voxels"] > 0 and omit["n_random"] == 20
+    assert (tmp_path / "omit_figures" / "omit.png").is_file()
+    r = CliRunner().invoke(app, [
+        "reconstruct", str(star), "--output", str(tmp_path / "x.mrc"), "--box", "32",
+        "--omit-test", "--omit-model", str(model_path("4e43.pdb.gz")), "--omit-chain", "Z"])
+    assert r.exit_code == 2 and "no chain 'Z'" in r.output

@@ -79,6 +79,9 @@ def _reconstruct(
     lowpass: Annotated[bool, typer.Option(
         "--lowpass/--no-lowpass",
         help="Cut the final map at the FSC-0.143 resolution [on].")] = True,
+    mask_diameter: Annotated[float | None, typer.Option(
+        help="Soft spherical mask diameter (A) for the FSC and the final map, as in "
+             "post-processing; generous, around the particle [none: unmasked FSC].")] = None,
     max_box: Annotated[int, typer.Option(
         "--max-box", help="Largest --box accepted [512].")] = 512,
     max_memory: Annotated[float, typer.Option(
@@ -103,6 +106,9 @@ def _reconstruct(
         help="Region radius around atoms, A [2.5].")] = 2.5,
     omit_random: Annotated[int, typer.Option(
         help="Phase-randomised maps in the noise reference [200].")] = 200,
+    omit_resolution: Annotated[float | None, typer.Option(
+        help="Low-pass (A) of the model map in the omit test [the map's FSC-0.143 "
+             "resolution].")] = None,
     report: Annotated[bool, typer.Option(
         "--report/--no-report", help="Write MAP.html with figures [on].")] = True,
     threads: ThreadsOption = None,
@@ -149,6 +155,7 @@ def _reconstruct(
         if omit_centre not in ("kept", "full"):
             raise ValueError(f"--omit-centre must be 'kept' or 'full', got {omit_centre!r}")
         check_number("--omit-radius", omit_radius, 0.0, 20.0, "A", low_open=True)
+        check_number("--omit-resolution", omit_resolution, 0.0, 1000.0, "A", low_open=True)
         if not 10 <= omit_random <= 100_000:
             raise ValueError(f"--omit-random {omit_random} must be 10 to 100000")
         for p in (omit_model, omit_mask):
@@ -156,6 +163,10 @@ def _reconstruct(
                 raise FileNotFoundError(f"{p}: no such file")
     if not particles.is_file():
         raise FileNotFoundError(f"{particles}: particle table not found")
+    if omit_test and omit_chain is not None:
+        from difftm.reconstruct.omit import split_model
+
+        kept, omitted = split_model(omit_model, omit_chain)  # a bad chain fails here, early
     paths = _output_paths(output, report)
     for path in paths.values():
         check_writable(path, overwrite)
@@ -204,7 +215,8 @@ def _reconstruct(
     t0 = time.perf_counter()
     try:
         res = reconstruct(pset, load, box, padding=pad, symmetry=symmetry, seed=seed,
-                          batch_size=batch_size, lowpass=lowpass, progress=progress)
+                          batch_size=batch_size, lowpass=lowpass, progress=progress,
+                          mask_diameter=mask_diameter)
     finally:
         reporter.close()
     seconds = time.perf_counter() - t0
@@ -219,13 +231,10 @@ def _reconstruct(
             concat_atoms,
             region_masks,
             split_atoms_by_mask,
-            split_model,
         )
         from difftm.reconstruct.omit import omit_test as run_omit
 
-        if omit_chain is not None:
-            kept, omitted = split_model(omit_model, omit_chain)
-        else:
+        if omit_chain is None:
             full_atoms = load_model(omit_model)
             c = centre_of_mass(full_atoms)
             kept, omitted = split_atoms_by_mask(full_atoms, mask, c, ps)
@@ -236,7 +245,8 @@ def _reconstruct(
             omask = mask
         model_map = simulate_potential(full, ps, box, centre=centre).numpy()
         result, omit_null = run_omit(res.final, model_map, omask, controls, ps,
-                                     res.resolution, n_random=omit_random, seed=seed)
+                                     omit_resolution or max(res.resolution, 2 * ps),
+                                     n_random=omit_random, seed=seed)
         omit_dict = result.as_dict()
 
     write_mrc(paths["map"], res.final, ps, overwrite=overwrite)
@@ -269,10 +279,13 @@ def _reconstruct(
         )
 
         folder = Path(f"{output.with_suffix('')}_figures")
-        full_fsc = fourier_shell_correlation(res.half1, res.half2, ps)
+        curves = {("masked " if mask_diameter else "") + "half-maps": curve.fsc}
+        if mask_diameter:
+            curves["unmasked half-maps"] = fourier_shell_correlation(res.half1, res.half2,
+                                                                     ps).fsc
         figs = [
-            (fsc_figure(folder / "fsc.png", full_fsc.frequency, {"half-maps": full_fsc.fsc},
-                        res.resolution, fsc_noise_sigma(full_fsc.count)),
+            (fsc_figure(folder / "fsc.png", curve.frequency, curves, res.resolution,
+                        fsc_noise_sigma(curve.count)),
              f"Half-map FSC; 0.143 at {res.resolution:.2f} A"),
             (slices_figure(folder / "slices.png", res.final), "Central slices of the map"),
             (orientation_figure(folder / "orientations.png", pset.angles),

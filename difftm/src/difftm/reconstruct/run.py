@@ -19,7 +19,12 @@ Steps (``difftm reconstruct``):
    Memory: the two accumulators and one micrograph, independent of the particle count.
 4. Half-maps: ``data / (weight + eps * <weight>_shell)`` with ``eps`` =
    :data:`HALF_MAP_EPSILON` (a floor that only matters where a node is barely sampled), then
-   the FSC between them (:mod:`.fsc`) and the resolution at 0.143.
+   the FSC between them (:mod:`.fsc`) and the resolution at 0.143. With ``mask_diameter``
+   the FSC is computed on half-maps multiplied by a soft spherical mask (:func:`soft_sphere`:
+   1 inside the diameter, a raised-cosine edge :data:`MASK_EDGE_PX` pixels wide), as RELION's
+   post-processing does, so that the solvent's noise does not dilute the correlation; the
+   mask must be generous (no correction for mask-induced correlation is applied), and the
+   final map is masked the same way.
 5. Final map: both halves' sums with the Wiener regularisation
    ``tau(k) = <weight>_shell(k) / SSNR(k)``, ``SSNR = 2 FSC / (1 - FSC)`` (the SSNR of the
    full set; FSC clipped to [0, 0.999]; shells with FSC <= 0 are set to 0): where every node
@@ -62,7 +67,11 @@ __all__ = [
     "estimate_memory_bytes",
     "read_particle_set",
     "reconstruct",
+    "soft_sphere",
 ]
+
+#: Width of the raised-cosine edge of the FSC mask, pixels.
+MASK_EDGE_PX = 4.0
 
 #: Half-map floor: ``weight + HALF_MAP_EPSILON * <weight>_shell`` in the denominator.
 HALF_MAP_EPSILON = 1e-3
@@ -278,6 +287,15 @@ class ReconstructionResult:
     params: dict = field(default_factory=dict)
 
 
+def soft_sphere(box: int, diameter_px: float, edge_px: float = MASK_EDGE_PX) -> torch.Tensor:
+    """``(D, D, D)`` float64 mask: 1 within ``diameter_px / 2`` of voxel ``D // 2``, falling
+    to 0 over ``edge_px`` with a raised cosine."""
+    r = torch.arange(box, dtype=torch.float64) - box // 2
+    dist = torch.sqrt(r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2)
+    t = ((dist - diameter_px / 2.0) / edge_px).clamp(0.0, 1.0)
+    return 0.5 * (1.0 + torch.cos(math.pi * t))
+
+
 def _shell_mean(weight: torch.Tensor, shells: torch.Tensor, n_shells: int) -> torch.Tensor:
     """Mean weight per shell (shells beyond ``n_shells - 1`` ignored) -> ``(n_shells,)``."""
     s = shells.reshape(-1)
@@ -339,6 +357,7 @@ def reconstruct(
     lowpass: bool = True,
     half: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    mask_diameter: float | None = None,
 ) -> ReconstructionResult:
     """Reconstruct half-maps, their FSC and the final map from a particle set.
 
@@ -356,6 +375,8 @@ def reconstruct(
         lowpass: cut the final map at the FSC-0.143 resolution (module docstring).
         half: optional ``(n,)`` half-set labels (1/2) to use instead of drawing them.
         progress: ``progress(done, total)`` after each batch.
+        mask_diameter: soft spherical mask diameter in A for the FSC and the final map
+            (None: unmasked FSC).
 
     Returns:
         :class:`ReconstructionResult`.
@@ -423,9 +444,19 @@ def reconstruct(
     n_shells = box // 2 + 1
     half1 = _half_map(accs[1], shells, n_shells)
     half2 = _half_map(accs[2], shells, n_shells)
-    fsc = fourier_shell_correlation(half1, half2, ps)
+    mask = None
+    if mask_diameter is not None:
+        if not (math.isfinite(mask_diameter) and 0 < mask_diameter <= box * ps):
+            raise ValueError(f"mask diameter must be in (0, {box * ps:g}] A (the box), got "
+                             f"{mask_diameter}")
+        mask = soft_sphere(box, mask_diameter / ps)
+        fsc = fourier_shell_correlation(half1 * mask, half2 * mask, ps)
+    else:
+        fsc = fourier_shell_correlation(half1, half2, ps)
     resolution = fsc.resolution(0.143)
     final = _final_map(accs[1], accs[2], shells, fsc, resolution, lowpass)
+    if mask is not None:
+        final = final * mask
     params = {
         "box": int(box), "padding": float(padding), "grid_size": int(grid),
         "pixel_size": ps, "symmetry": str(symmetry).upper(), "symmetry_order": int(sym.shape[0]),
@@ -434,6 +465,7 @@ def reconstruct(
         "resolution_0143": float(resolution),
         "resolution_05": float(fsc.resolution(0.5)),
         "half_map_epsilon": HALF_MAP_EPSILON, "lowpass": bool(lowpass),
+        "mask_diameter_A": None if mask_diameter is None else float(mask_diameter),
         "regularisation": "final = sum CTF X / (sum CTF^2 + <sum CTF^2>_shell / SSNR), "
                           "SSNR = 2 FSC / (1 - FSC)",
     }
