@@ -50,6 +50,7 @@ class Inputs:
     bad_bundle: Path
     gz_bomb: Path
     run: Path
+    huge_header: Path
 
 
 def _truncated(path: Path, src: Path) -> None:
@@ -114,12 +115,17 @@ def inp(tmp_path_factory) -> Inputs:
     gz_bomb = root / "bomb.pdb.gz"
     with gzip.open(gz_bomb, "wb") as fh:
         fh.write(b"REMARK\n" * 10)
+    huge_header = root / "huge_header.mrc"  # a header claiming 100000 x 100000 pixels
+    write_mrc(huge_header, white_noise((16, 16), 5), PX)
+    raw = bytearray(huge_header.read_bytes())
+    raw[0:8] = np.array([100000, 100000], np.int32).tobytes()
+    huge_header.write_bytes(bytes(raw))
     run = root / "run"  # one real (tiny) search, for peaks and refine
     done = runner.invoke(app, _search(None, mic, tpl, run, "--no-whiten"))
     assert done.exit_code == 0, done.output
     return Inputs(root, tpl, mic, model, empty, garbage, truncated, bad_mode, nan_mrc,
                   zero_tpl, const_mic, nonutf8, star_nocols, folder, existing, bad_yaml,
-                  bad_bundle, gz_bomb, run)
+                  bad_bundle, gz_bomb, run, huge_header)
 
 
 def _search(i: Inputs | None, mic, tpl, out, *extra) -> list[str]:
@@ -142,7 +148,7 @@ def _simtpl(i: Inputs, *extra, out: str = "t_out.mrc") -> list[str]:
 
 
 # (case id, argument builder, text the error line must contain)
-CASES: list[tuple[str, object, str]] = [
+CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     # --- info -----------------------------------------------------------------------------
     ("info-missing", lambda i: ["info", str(i.root / "nope.mrc")], "nope.mrc"),
     ("info-empty", lambda i: ["info", str(i.empty)], "empty.mrc"),
@@ -225,6 +231,18 @@ CASES: list[tuple[str, object, str]] = [
                                             "tpu"), "device"),
     ("search-symmetry-huge", lambda i: _search(i, i.mic, i.tpl, i.root / "s16", "--symmetry",
                                                "C100000000"), "symmetry"),
+    ("search-max-shape", lambda i: _search(i, i.mic, i.tpl, i.root / "s18", "--max-shape",
+                                           "32"), ("mic.mrc", "--max-shape 32", "64 x 64")),
+    ("search-max-box", lambda i: _search(i, i.mic, i.tpl, i.root / "s19", "--max-box", "8"),
+     ("tpl.mrc", "--max-box 8")),
+    ("search-max-shape-zero", lambda i: _search(i, i.mic, i.tpl, i.root / "s20",
+                                                "--max-shape", "0"), "--max-shape"),
+    ("search-huge-header", lambda i: _search(i, i.huge_header, i.tpl, i.root / "s21"),
+     ("huge_header.mrc", "100000 x 100000", "--max-shape")),
+    ("search-dataset-max-shape", lambda i: ["search", str(i.tpl), "--micrographs",
+                                            str(i.root / "mic.mrc"), "--defocus-u", "9000",
+                                            "-o", str(i.root / "s22"), "--max-shape", "32"],
+     ("mic.mrc", "--max-shape 32")),
     ("search-orientations-nonutf8", lambda i: _search(i, i.mic, i.tpl, i.root / "s17",
                                                       "--orientations", str(i.nonutf8)),
      "latin1.star"),
@@ -311,8 +329,8 @@ def no_hang():
         signal.signal(signal.SIGALRM, old)
 
 
-def check_one_line_error(result, expect: str) -> None:
-    """Assert a clean, one-line failure naming ``expect``."""
+def check_one_line_error(result, expect: str | tuple[str, ...]) -> None:
+    """Assert a clean, one-line failure naming ``expect`` (every part of a tuple)."""
     text = result.output
     assert result.exit_code != 0, f"succeeded on bad input:\n{text}"
     assert isinstance(result.exception, SystemExit), (
@@ -320,7 +338,8 @@ def check_one_line_error(result, expect: str) -> None:
     assert "Traceback" not in text, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
-    assert expect.lower() in errors[0].lower(), f"{expect!r} not named in: {errors[0]}"
+    for part in (expect,) if isinstance(expect, str) else expect:
+        assert part.lower() in errors[0].lower(), f"{part!r} not named in: {errors[0]}"
 
 
 @pytest.mark.parametrize("case,build,expect", CASES, ids=[c[0] for c in CASES])

@@ -524,3 +524,15 @@ def test_kill_9_during_peaks_leaves_previous_or_complete_files(inp, tmp_path, de
             assert path.read_text().rstrip().endswith("</html>")
     assert all(p.name.startswith(".") or p.name in ("p.star", "p.csv", "p.html", "p_figures")
                for p in tmp_path.iterdir())
+
+
+def test_search_limits_at_the_inputs_sizes_accept_them(inp, tmp_path):
+    """--max-shape / --max-box equal to the micrograph edge and template box: the search
+    runs (the limits are inclusive), one less is refused naming the option."""
+    ok = runner.invoke(app, _search_args(inp.mic, inp.tpl, tmp_path / "ok", "--max-shape",
+                                         "96", "--max-box", "16"))
+    assert ok.exit_code == 0, ok.output
+    line = error_line(runner.invoke(app, _search_args(inp.mic, inp.tpl, tmp_path / "no",
+                                                      "--max-shape", "95")))
+    assert "--max-shape 95" in line and "mic.mrc" in line, line
+    assert not (tmp_path / "no").exists()

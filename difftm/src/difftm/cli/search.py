@@ -9,6 +9,13 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import user_errors
+from difftm.cli.limits import (
+    DEFAULT_MAX_BOX,
+    DEFAULT_MAX_SHAPE,
+    MAX_BOX_HELP,
+    MAX_SHAPE_HELP,
+    check_search_sizes,
+)
 from difftm.cli.options import THREADS_HELP
 from difftm.cli.progress import progress_reporter
 
@@ -104,6 +111,9 @@ def _search(
         help="RELION project folder that relative micrograph names in the STAR file refer "
              "to [the STAR file's folder, its parent or grandparent, or the current folder: "
              "the first where the file exists].")] = None,
+    max_shape: Annotated[int, typer.Option("--max-shape", help=MAX_SHAPE_HELP)
+                         ] = DEFAULT_MAX_SHAPE,
+    max_box: Annotated[int, typer.Option("--max-box", help=MAX_BOX_HELP)] = DEFAULT_MAX_BOX,
 ) -> None:
     """Search a micrograph (or a dataset) for a template over orientations and defocus.
 
@@ -139,12 +149,14 @@ def _search(
     if micrographs is not None:
         if micrograph is not None and template is not None:
             raise ValueError("with --micrographs give only the TEMPLATE argument")
-        _search_dataset(micrographs, template or micrograph, config, overrides, project_dir)
+        _search_dataset(micrographs, template or micrograph, config, overrides, project_dir,
+                        limits=(max_shape, max_box))
         return
     cfg = load_config(config, overrides)
     for path in (cfg.micrograph, cfg.template):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: file not found")
+    check_search_sizes([cfg.micrograph], cfg.template, max_shape, max_box)  # from headers
     from difftm.search.engine import resolve_pixel_size
     from difftm.threads import apply_threads
 
@@ -215,7 +227,8 @@ def _run_distributed(cfg):
 
 
 def _search_dataset(spec: str, template: Path | None, config: Path | None, overrides: dict,
-                    project_dir: Path | None) -> None:
+                    project_dir: Path | None,
+                    limits: tuple[int, int] = (DEFAULT_MAX_SHAPE, DEFAULT_MAX_BOX)) -> None:
     """``difftm search --micrographs``: every micrograph of a dataset (difftm.dataset.run)."""
     from difftm.dataset.inputs import read_micrographs
     from difftm.dataset.run import build_dataset, run_dataset
@@ -240,6 +253,7 @@ def _search_dataset(spec: str, template: Path | None, config: Path | None, overr
                          "drop --defocus-u/--defocus-v/--defocus-angle")
     ctf = cli_ctf if "defocus_u" in cli_ctf else None
     entries, optics = read_micrographs(spec, ctf, project_dir)
+    check_search_sizes([e.path for e in entries], settings["template"], *limits)
     for key in ("micrograph", *ctf_keys[:3]):
         settings.pop(key, None)
     if ctf is None:  # each micrograph's own CTF; phase shift / B-factor from the CLI if any

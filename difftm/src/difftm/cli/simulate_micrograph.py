@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import check_number, user_errors
+from difftm.cli.limits import DEFAULT_MAX_SHAPE
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
@@ -75,7 +76,7 @@ def _micrograph(
         "--overwrite", help="Replace existing output files.")] = False,
     max_shape: Annotated[int, typer.Option(
         "--max-shape", help="Largest micrograph edge accepted, pixels (memory is allocated "
-        "for the whole image); raise it deliberately.")] = 16384,
+        "for the whole image); raise it deliberately.")] = DEFAULT_MAX_SHAPE,
     max_particles: Annotated[int, typer.Option(
         "--max-particles", help="Largest --n-particles accepted; raise it deliberately.")
     ] = 100_000,

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import check_number, user_errors
+from difftm.cli.limits import DEFAULT_MAX_BOX
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
@@ -56,7 +57,7 @@ def _template(
         "--overwrite", help="Replace OUTPUT if it exists.")] = False,
     max_box: Annotated[int, typer.Option(
         "--max-box", help="Largest --box accepted (a 1024^3 float volume is 4 GiB); raise it "
-        "deliberately for bigger templates.")] = 1024,
+        "deliberately for bigger templates.")] = DEFAULT_MAX_BOX,
 ) -> None:
     """Simulate the 3D electrostatic potential of an atomic model as a 2DTM template.
 
