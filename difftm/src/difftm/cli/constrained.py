@@ -1,0 +1,151 @@
+"""``difftm constrained-search``: search a second template only near detected partners.
+
+A separate command rather than ``difftm search --constrain-to`` because ``cli/search.py``
+and the search engine were being changed concurrently (``--strategy accelerated``); the
+work is :func:`difftm.classify.constrained.constrained_search` and needs no engine change.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from difftm.cli.errors import check_number, user_errors
+from difftm.cli.options import ThreadsOption
+from difftm.cli.progress import progress_reporter
+
+console = Console(stderr=True)
+
+
+def _constrained(
+    run: Annotated[Path, typer.Argument(
+        help="Output folder of the partner's `difftm search` (micrograph, CTF, preparation).")],
+    template: Annotated[Path, typer.Argument(help="Template MRC of the molecule to find.")],
+    constrain_to: Annotated[Path, typer.Option(
+        "--constrain-to", help="Partner detections (RELION STAR: centres, Euler angles, "
+        "defocus), e.g. `difftm peaks` or `difftm refine` output of RUN.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Detections (.star, those above the threshold); a .csv with "
+        "the best candidate of every partner is written beside it.")],
+    radius: Annotated[float, typer.Option(
+        help="Search radius around the predicted centre, Angstrom.")] = 10.0,
+    cone: Annotated[float, typer.Option(
+        help="Largest rotation from the partner's orientation, degrees.")] = 6.0,
+    angle_step: Annotated[float, typer.Option(
+        help="Step of the orientation grid within the cone, degrees [2].")] = 2.0,
+    offset: Annotated[tuple[float, float, float] | None, typer.Option(
+        help="X Y Z (A, model frame): the searched template's centre minus the partner "
+             "template's centre [the difference of the centres recorded in both templates' "
+             "headers by `difftm simulate template`, else 0 0 0].")] = None,
+    false_positives: Annotated[float, typer.Option(
+        help="Expected false positives over the whole constrained search: sets the "
+             "threshold for its number of trials [1].")] = 1.0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N [cpu].")] = "cpu",
+    threads: ThreadsOption = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Find a small partner near detected large partners: the template is scored at every
+    pixel within --radius of each partner's predicted centre and every orientation within
+    --cone of the partner's, and detections are called at the erfc threshold of this
+    reduced search space (trials = positions x orientations, printed with the threshold).
+
+    The STAR has RELION's columns, difftmSNR, difftmPartner (1-based row of the partner
+    table) and difftmAngleFromPartner (deg)."""
+    import numpy as np
+
+    from difftm.classify.constrained import constrained_search
+    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.mrc import read_mrc
+    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+    from difftm.refine.run import load_particles
+    from difftm.refine.scorer import ParticleScorer
+    from difftm.search.config import load_config
+    from difftm.search.device import resolve_device
+    from difftm.search.engine import resolve_pixel_size
+    from difftm.simulate.template import recorded_template_centre
+    from difftm.threads import apply_threads
+
+    if output.suffix.lower() != ".star":
+        raise ValueError(f"{output}: the detections must be a .star file")
+    csv_path = output.with_suffix(".csv")
+    for path in (output, csv_path):
+        check_writable(path, overwrite)
+    check_number("--radius", radius, 0.0, 1000.0, "A")
+    check_number("--cone", cone, 0.0, 45.0, "deg")
+    check_number("--angle-step", angle_step, 0.05, 45.0, "deg")
+    check_number("--false-positives", false_positives, 0.0, 1e6, low_open=True)
+    if offset is not None:
+        for v in offset:
+            check_number("--offset", v, -5000.0, 5000.0, "A")
+    try:
+        resolve_device(device)
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from None
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run}: not a search output folder (no config.yaml)")
+    if not template.is_file():
+        raise FileNotFoundError(f"{template}: template not found")
+    cfg = resolve_pixel_size(load_config(run / "config.yaml", {}))
+    _, partners = load_particles(constrain_to)
+    note = "given"
+    if offset is None:
+        mine, theirs = recorded_template_centre(template), recorded_template_centre(
+            cfg.template) if Path(cfg.template).is_file() else None
+        if mine is not None and theirs is not None:
+            offset = tuple(float(a - b) for a, b in zip(mine, theirs, strict=True))
+            note = "from the templates' recorded centres"
+        else:
+            offset, note = (0.0, 0.0, 0.0), "0: no recorded centres"
+    vol = read_mrc(template).data
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise ValueError(f"{template}: expected a cubic 3D template, got shape {vol.shape}")
+    if not np.isfinite(vol).all() or float(vol.max()) == float(vol.min()):
+        raise ValueError(f"{template}: constant or non-finite template")
+    image = read_mrc(cfg.micrograph).data
+    n_threads, _ = apply_threads(threads)
+    scorer = ParticleScorer.from_search(cfg, image, vol, device=device)
+    reporter = progress_reporter(console, "constrained search", len(partners), unit="/s")
+    t0 = time.perf_counter()
+    try:
+        res = constrained_search(scorer, partners, radius, cone, angle_step,
+                                 np.asarray(offset), cfg.defocus_u, cfg.defocus_v_resolved,
+                                 false_positives,
+                                 progress=lambda d, t: reporter.update(d))
+    finally:
+        reporter.close()
+    seconds = time.perf_counter() - t0
+    table = res.table
+    called = res.called
+    optics = make_optics_table(cfg.pixel_size, voltage_kv=cfg.voltage, cs_mm=cfg.cs,
+                               amplitude_contrast=cfg.amplitude_contrast)
+    cols = {name: called[name].to_numpy() for name in (
+        "x", "y", "rot", "tilt", "psi", "defocus_u", "defocus_v", "snr")}
+    cols["defocus_angle"] = np.full(len(called), cfg.defocus_angle)
+    cols["difftmPartner"] = called["partner"].to_numpy(int) + 1
+    cols["difftmAngleFromPartner"] = called["angle_from_partner"].to_numpy()
+    star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),
+                                pixel_size=cfg.pixel_size, figure_of_merit="snr")
+    from difftm.io.atomic import output_unit
+
+    with output_unit():
+        write_particles_star(output, star, optics, overwrite=overwrite)
+        with atomic_output(csv_path, overwrite=overwrite) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+    console.print(
+        f"constrained search near {len(partners)} partners ({n_threads} thread(s), "
+        f"{seconds:.1f} s): {res.n_orientations} orientations within {cone:g} deg x "
+        f"{res.n_positions} positions within {radius:g} A = {res.n_trials:,} trials; "
+        f"threshold -ndtri({false_positives:g} / {res.n_trials:,}) = {res.threshold:.2f}; "
+        f"{len(called)} detected; offset {tuple(round(v, 2) for v in offset)} A ({note}); "
+        f"wrote {output}, {csv_path}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``difftm constrained-search`` to ``app``."""
+    app.command("constrained-search")(user_errors(_constrained))
