@@ -11,8 +11,20 @@ from __future__ import annotations
 
 import typer
 
-from difftm.cli import classify, constrained  # issue 16
-from difftm.cli import demo, fetch, info, orientations, peaks, reconstruct, refine, search, simulate
+from difftm.cli import (  # issues 16, 17
+    classify,
+    constrained,
+    demo,
+    fetch,
+    info,
+    mwlimit,
+    orientations,
+    peaks,
+    reconstruct,
+    refine,
+    search,
+    simulate,
+)
 from difftm.cli.errors import OneLineGroup
 from difftm.cli.simulate import HELP_MARKUP
 
@@ -35,7 +47,7 @@ app = typer.Typer(
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
 for _module in (simulate, search, peaks, refine, reconstruct, orientations, demo, info, fetch):
     _module.register(app)
-for _module in (classify, constrained):  # issue 16
+for _module in (classify, constrained, mwlimit):  # issues 16, 17
     _module.register(app)
 
 
