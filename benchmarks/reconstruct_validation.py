@@ -16,10 +16,10 @@ Part 2 (``omit``): template-bias test on 4E43 (HIV-1 protease dimer, chains A an
 the 6-residue peptide chain C as the "ligand" a template may omit). Poses come from an
 alignment against a template, as a 2DTM search would give them: each particle box is
 correlated (CTF-filtered templates, fixed centre) with projections of the template over
-``--orientations`` random orientations and takes the best. Three reconstructions:
+``--orientations`` random orientations and takes the best. Four reconstructions:
 
-* ``real, template without C``: planted particles *with* chain C, poses from the template
-  lacking C -> C's density should return;
+* ``real, template without C`` (and ``with C``): planted particles *with* chain C, poses
+  from the template lacking C (containing C) -> C's density should return either way;
 * ``noise, template with C`` and ``noise, template without C``: pure-noise "particles" at
   random positions, poses from each template (Einstein-from-noise): the map echoes the
   template, so C's region is filled only when the template had C.
@@ -294,8 +294,7 @@ def part_omit(args) -> dict:
         from difftm.reconstruct.run import ParticleSet  # noqa: F401 (documented type)
 
         pset = _particle_set(table, ps)
-        templates = {"without": t_without} if scenario == "real" else {
-            "with": t_with, "without": t_without}
+        templates = {"with": t_with, "without": t_without}
         for name, tpl in templates.items():
             angles = _align(boxes_from(images, pset), pset, tpl, ps, args.orientations,
                             args.seed)
@@ -319,17 +318,19 @@ def part_omit(args) -> dict:
                                              **extra, "_result": om, "_null": null}
     out = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
            for k, v in results.items()}
-    out["noise_with_vs_without"] = compare_omit(results["noise_with"]["_result"],
-                                                results["noise_without"]["_result"])
+    for scenario in ("real", "noise"):
+        out[f"{scenario}_with_vs_without"] = compare_omit(
+            results[f"{scenario}_with"]["_result"], results[f"{scenario}_without"]["_result"])
     out["settings"] = {"model": args.omit_model, "chain": args.omit_chain, "n": args.omit_n,
                        "box": box, "template_box": d, "orientations": args.orientations,
                        "radius_A": args.omit_radius, "region_voxels": int(omask.sum())}
     if args.figure_dir is not None:
         from difftm.report.reconstruct_report import omit_figure
 
-        for key in ("real_without", "noise_with", "noise_without"):
+        chain = args.omit_chain
+        for key in ("real_with", "real_without", "noise_with", "noise_without"):
             r = results[key]
-            omit_figure(args.figure_dir / f"omit_{key}.png", r["cc_omit"], r["cc_control"],
+            omit_figure(args.figure_dir / f"omit_{chain}_{key}.png", r["cc_omit"], r["cc_control"],
                         r["_null"], r["z"])
     return out
 
@@ -386,12 +387,13 @@ def main() -> None:
     if "omit" in args.parts:
         o = part_omit(args)
         out["omit"] = o
-        for key in ("real_without", "noise_with", "noise_without"):
+        for key in ("real_with", "real_without", "noise_with", "noise_without"):
             v = o[key]
             print(f"omit {key}: CC {v['cc_omit']:.3f} controls {np.mean(v['cc_control']):.3f} "
                   f"null {v['null_mean']:.3f}+-{v['null_sd']:.3f} z {v['z']:.2f} "
                   f"res {v['resolution_0143']:.2f} A", flush=True)
         summary += [f"omit_z_real={o['real_without']['z']:.2f}",
+                    f"omit_zdiff_real={o['real_with_vs_without']['z_diff']:.2f}",
                     f"omit_zdiff_noise={o['noise_with_vs_without']['z_diff']:.2f}"]
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=1))

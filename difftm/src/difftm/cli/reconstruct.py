@@ -99,9 +99,10 @@ def _reconstruct(
         help="MRC mask (> 0.5) of the omitted region on the map's grid, instead of "
              "--omit-chain.")] = None,
     omit_centre: Annotated[str, typer.Option(
-        help="Model point at the map centre: 'kept' (centre of mass of the template's atoms, "
-             "as `difftm simulate template` places the model lacking the chain) or 'full' "
-             "[kept].")] = "kept",
+        help="With --omit-chain, the model point at the map centre: 'kept' (centre of mass "
+             "of the template's atoms, as `difftm simulate template` places the model lacking "
+             "the chain) or 'full' [kept]. With --omit-mask the model's own centre of mass "
+             "is used.")] = "kept",
     omit_radius: Annotated[float, typer.Option(
         help="Region radius around atoms, A [2.5].")] = 2.5,
     omit_random: Annotated[int, typer.Option(
@@ -239,7 +240,10 @@ def _reconstruct(
             c = centre_of_mass(full_atoms)
             kept, omitted = split_atoms_by_mask(full_atoms, mask, c, ps)
         full = concat_atoms(kept, omitted)
-        centre = centre_of_mass(kept) if omit_centre == "kept" else centre_of_mass(full)
+        if omit_chain is None:  # the mask is on the grid of the whole model's frame
+            centre = c
+        else:
+            centre = centre_of_mass(kept) if omit_centre == "kept" else centre_of_mass(full)
         omask, controls = region_masks(kept, omitted, centre, ps, box, omit_radius, seed=seed)
         if mask is not None:
             omask = mask
