@@ -536,3 +536,107 @@ def test_search_limits_at_the_inputs_sizes_accept_them(inp, tmp_path):
                                                       "--max-shape", "95")))
     assert "--max-shape 95" in line and "mic.mrc" in line, line
     assert not (tmp_path / "no").exists()
+
+
+# --- plausible ranges of physical parameters (one table: difftm.physics.limits) ----------
+
+@pytest.mark.parametrize("option,value,accepted", [
+    ("--voltage", "300000", "[10, 3000] kV"),       # volts typed for kV
+    ("--voltage", "0.3", "[10, 3000] kV"),          # MV typed for kV
+    ("--cs", "2700", "[0, 20] mm"),                 # micrometres typed for mm
+    ("--amplitude-contrast", "7", "[0, 1)"),        # a percentage typed for a fraction
+    ("--amplitude-contrast", "1", "[0, 1)"),        # the CTF is undefined at 1
+    ("--defocus-u", "1.5e-6", None),                # metres: accepted (0 is in range)...
+    ("--defocus-u", "-2e5", "[-100000, 100000] A"),
+    ("--pixel-size", "0.01", "[0.05, 100] A"),
+    ("--phase-shift", "1e5", "[-3600, 3600] degrees"),
+])
+def test_search_refuses_implausible_physics(inp, tmp_path, option, value, accepted):
+    result = runner.invoke(app, _search_args(inp.mic, inp.tpl, tmp_path / "s", option, value))
+    if accepted is None:
+        assert result.exit_code == 0, result.output
+        return
+    line = error_line(result)
+    assert option.lstrip("-") in line and accepted in line, line
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("option,value,accepted", [
+    ("--voltage", "300000", "[10, 3000] kV"),
+    ("--cs", "2700", "[0, 20] mm"),
+    ("--amplitude-contrast", "1", "[0, 1)"),
+    ("--defocus", "-2e5", "[-100000, 100000] A"),
+    ("--astigmatism-angle", "1e5", "[-3600, 3600] degrees"),
+])
+def test_simulate_micrograph_refuses_implausible_physics(inp, tmp_path, option, value,
+                                                         accepted):
+    result = runner.invoke(app, ["simulate", "micrograph", str(inp.tpl), "-o",
+                                 str(tmp_path / "m.mrc"), "--truth", str(tmp_path / "m.star"),
+                                 "--shape", "64", "64", "--n-particles", "1", "--defocus",
+                                 "9000", "--fluence", "40", option, value])
+    line = error_line(result)
+    assert f"{option} " in line and accepted in line, line
+    assert not list(tmp_path.iterdir())
+
+
+def test_physics_ranges_are_one_table():
+    """The search configuration, the simulate commands and the readers use the same ranges
+    (a change in difftm.physics.limits changes all of them)."""
+    from difftm.physics.limits import PLAUSIBLE
+    from difftm.search.config import PLAUSIBLE as CONFIG
+
+    assert CONFIG["voltage"] is PLAUSIBLE["voltage"]
+    assert CONFIG["defocus_u"] is PLAUSIBLE["defocus"] is CONFIG["defocus_v"]
+    assert CONFIG["amplitude_contrast"] is PLAUSIBLE["amplitude_contrast"]
+
+
+@pytest.mark.parametrize("column,value,expect", [
+    ("rlnDefocusU", 1e12, "rlnDefocusU 1e+12 A is outside the accepted range"),
+    ("rlnDefocusV", float("nan"), "rlnDefocusV must be a finite number"),
+    ("rlnAngleTilt", float("inf"), "rlnAngleTilt inf is not a finite angle"),
+    ("rlnDefocusAngle", -1e5, "rlnDefocusAngle -100000 degrees is outside"),
+])
+def test_refine_refuses_implausible_particle_values(inp, tmp_path, column, value, expect):
+    import starfile
+
+    blocks = starfile.read(inp.particles, always_dict=True)
+    particles = blocks["particles"].copy()
+    particles[column] = particles[column].astype(float)
+    particles.loc[particles.index[1], column] = value
+    bad = tmp_path / "bad.star"
+    starfile.write({"optics": blocks["optics"], "particles": particles}, bad)
+    result = runner.invoke(app, ["refine", str(inp.run), "--particles", str(bad), "-o",
+                                 str(tmp_path / "r.star"), "--no-report"])
+    line = error_line(result)
+    assert "bad.star: row 2: " in line and expect in line, line
+    assert not (tmp_path / "r.star").exists()
+
+
+@pytest.mark.parametrize("label,value,expect", [
+    ("rlnDefocusU", 3e9, "defocus u 3e+09 A is outside the accepted range"),
+    ("rlnVoltage", 300000.0, "voltage 300000 kV is outside the accepted range [10, 3000] kV"),
+    ("rlnSphericalAberration", 2700.0, "cs 2700 mm is outside"),
+    ("rlnAmplitudeContrast", 7.0, "amplitude contrast 7 is outside the accepted range [0, 1)"),
+])
+def test_dataset_ctf_outside_the_plausible_range_is_refused(inp, tmp_path, label, value,
+                                                             expect):
+    """A micrographs_ctf.star whose CTF or optics has a unit mistake: one line naming the
+    STAR file's row, the micrograph and the value, before any search."""
+    import pandas as pd
+    import starfile
+
+    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnVoltage": [300.0],
+                           "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.07],
+                           "rlnMicrographPixelSize": [PX]})
+    mics = pd.DataFrame({"rlnMicrographName": [str(inp.mic)], "rlnOpticsGroup": [1],
+                         "rlnDefocusU": [9000.0], "rlnDefocusV": [8800.0],
+                         "rlnDefocusAngle": [10.0]})
+    table = mics if label in mics.columns else optics
+    table[label] = [value]
+    star = tmp_path / "micrographs_ctf.star"
+    starfile.write({"optics": optics, "micrographs": mics}, star)
+    result = runner.invoke(app, ["search", str(inp.tpl), "--micrographs", str(star), "-o",
+                                 str(tmp_path / "ds"), "--device", "cpu", "--threads", "1"])
+    line = error_line(result)
+    assert "micrographs_ctf.star row 1: micrograph" in line and expect in line, line
+    assert not (tmp_path / "ds").exists()

@@ -7,7 +7,6 @@ message naming the file and the problem; the CLI turns it into a single red line
 from __future__ import annotations
 
 import functools
-import math
 import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -47,18 +46,32 @@ def check_number(option: str, value: float | None, low: float | None = None,
     Raises:
         DifftmInputError: one line naming the option, the value and the accepted range.
     """
-    if value is None:
-        return
-    u = f" {unit}" if unit else ""
-    if not math.isfinite(value):
-        raise DifftmInputError(f"{option} must be a finite number, got {value}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    if too_low or (high is not None and value > high):
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        bracket = "(" if low_open else "["
-        raise DifftmInputError(
-            f"{option} {value:g}{u} is outside the accepted range {bracket}{lo}, {hi}]{u}")
+    from difftm.physics.limits import Range, check_range
+
+    try:
+        check_range(option, value, Range(low, high, unit, low_open=low_open))
+    except ValueError as err:
+        raise DifftmInputError(str(err)) from None
+
+
+def check_physical(name: str, value: float | None, option: str | None = None) -> None:
+    """Refuse a physical parameter outside its plausible range
+    (:data:`difftm.physics.limits.PLAUSIBLE`, the one place the ranges are defined).
+
+    Args:
+        name: the parameter (``voltage``, ``cs``, ``defocus``...).
+        value: the value; None passes.
+        option: the option as the user typed it [``--`` + name].
+
+    Raises:
+        DifftmInputError: one line naming the option and the accepted range.
+    """
+    from difftm.physics.limits import check_plausible
+
+    try:
+        check_plausible(name, value, option)
+    except ValueError as err:
+        raise DifftmInputError(str(err)) from None
 
 
 def one_line(err: BaseException) -> str:

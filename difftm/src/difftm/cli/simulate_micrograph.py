@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import check_number, user_errors
+from difftm.cli.errors import check_number, check_physical, user_errors
 from difftm.cli.limits import DEFAULT_MAX_SHAPE
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
@@ -104,15 +104,13 @@ def _micrograph(
         if path.resolve() in inputs:
             raise ValueError(f"{path}: is also an input file; choose another output name")
         check_writable(path, overwrite)
-    check_number("--pixel-size", pixel_size, 0.05, 100.0, "A")
-    check_number("--defocus", defocus, -1e5, 1e5, "A")
-    check_number("--fluence", fluence, 0.0, 1e4, "e-/A^2", low_open=True)
-    check_number("--voltage", voltage, 10.0, 3000.0, "kV")
-    check_number("--cs", cs, 0.0, 100.0, "mm")
-    check_number("--amplitude-contrast", amplitude_contrast, 0.0, 1.0)
-    check_number("--defocus-spread", defocus_spread, 0.0, 1e5, "A")
-    check_number("--astigmatism", astigmatism, -1e5, 1e5, "A")
-    check_number("--astigmatism-angle", astigmatism_angle, -3600.0, 3600.0, "degrees")
+    for name, value, option in (
+            ("pixel_size", pixel_size, None), ("defocus", defocus, None),
+            ("fluence", fluence, None), ("voltage", voltage, None), ("cs", cs, None),
+            ("amplitude_contrast", amplitude_contrast, None),
+            ("defocus_spread", defocus_spread, None), ("astigmatism", astigmatism, None),
+            ("defocus_angle", astigmatism_angle, "--astigmatism-angle")):
+        check_physical(name, value, option)
     check_number("--background-scale", background_scale, 0.0, 1e6)
     check_number("--min-separation", min_separation, 0.0, float(max(shape)))
     if not (1 <= min(shape) and max(shape) <= max_shape):

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import check_number, user_errors
+from difftm.cli.errors import check_number, check_physical, user_errors
 from difftm.cli.limits import DEFAULT_MAX_BOX
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
@@ -76,15 +76,15 @@ def _template(
     )
     from difftm.threads import apply_threads
 
-    check_number("--pixel-size", pixel_size, 0.05, 100.0, "A")
+    check_physical("pixel_size", pixel_size)
     if box is not None and box < 2:
         raise ValueError(f"--box must be at least 2 voxels, got {box}")
     if box is not None and box > max_box:
         raise ValueError(f"--box {box} is larger than --max-box {max_box} (a {box}^3 volume "
                          f"needs {4 * box**3 / 2**30:.1f} GiB per copy); raise --max-box to "
                          "allow it")
-    check_number("--fluence", fluence, 0.0, 1e4, "e-/A^2", low_open=True)
-    check_number("--voltage", voltage, 10.0, 3000.0, "kV")
+    check_physical("fluence", fluence)
+    check_physical("voltage", voltage)
     check_number("--b-factor-scale", b_factor_scale, 0.0, 100.0)
     check_number("--b-factor-add", b_factor_add, -500.0, 1e4, "A^2")
     centre_mode = parse_centre(center)

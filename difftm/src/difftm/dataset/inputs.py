@@ -295,7 +295,9 @@ def read_micrographs(
         if ctf:
             raise ValueError(f"{text}: the CTF of every micrograph comes from this STAR file; "
                              "drop --defocus-u/--defocus-v/--defocus-angle")
-        return read_micrographs_star(Path(text), project_dir)
+        entries, optics = read_micrographs_star(Path(text), project_dir)
+        check_entries(entries)
+        return entries, optics
     entries = []
     for path in _glob_micrographs(text):
         if ctf and ctf.get("defocus_u") is not None:
@@ -318,4 +320,18 @@ def read_micrographs(
         entries.append(MicrographEntry(name=_display_name(path), path=path,
                                        ctf_source=found.name,
                                        **values))
+    check_entries(entries)
     return entries, pd.DataFrame()
+
+
+def check_entries(entries: list[MicrographEntry]) -> None:
+    """Refuse a CTF or optics value outside its plausible range
+    (:mod:`difftm.physics.limits`) in one line naming where it came from (the STAR row or
+    the CTFFIND file), the micrograph and the value."""
+    from difftm.physics.limits import check_plausible
+
+    for e in entries:
+        for name in ("defocus_u", "defocus_v", "defocus_angle", "phase_shift", "ctf_bfactor",
+                     "voltage", "cs", "amplitude_contrast", "pixel_size"):
+            where = f"{e.ctf_source}: micrograph {e.name}: {name.replace('_', ' ')}"
+            check_plausible(name, getattr(e, name), where)

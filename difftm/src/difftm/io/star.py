@@ -275,9 +275,12 @@ def _validate_tables(path: Path, particles: pd.DataFrame, optics: pd.DataFrame) 
         raise ValueError(f"{path}: particles refer to optics groups {groups} not in optics")
     for name, table in (("particle", particles), ("optics", optics)):
         numeric = table.select_dtypes(include="number")
-        bad = int((~np.isfinite(numeric.to_numpy(dtype=float))).sum()) if numeric.size else 0
-        if bad:
-            raise ValueError(f"{path}: {name} table has {bad} NaN or infinite values")
+        mask = ~np.isfinite(numeric.to_numpy(dtype=float)) if numeric.size else None
+        if mask is not None and mask.any():
+            row, col = (int(k[0]) for k in np.nonzero(mask))
+            raise ValueError(f"{path}: {name} table has {int(mask.sum())} NaN or infinite "
+                             f"values (first: row {row + 1}, {numeric.columns[col]} "
+                             f"{numeric.iloc[row, col]})")
 
 
 def write_particles_star(

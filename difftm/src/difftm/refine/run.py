@@ -63,7 +63,34 @@ def load_particles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise ValueError(f"{path}: particle table has no {PLAIN_TO_STAR[name]} column")
     if len(plain) == 0:
         raise ValueError(f"{path}: the particle table is empty")
+    check_particle_values(path, plain)
     return optics, plain.reset_index(drop=True)
+
+
+def check_particle_values(path: Path, plain: pd.DataFrame) -> None:
+    """Refuse non-finite angles and defoci outside the plausible range
+    (:mod:`difftm.physics.limits`) in one line naming the file, the row and the column."""
+    from difftm.io.star import PLAIN_TO_STAR
+    from difftm.physics.limits import PLAUSIBLE, check_range
+
+    ranges = {"defocus_u": PLAUSIBLE["defocus"], "defocus_v": PLAUSIBLE["defocus"],
+              "defocus_angle": PLAUSIBLE["defocus_angle"]}
+    for column in ("rot", "tilt", "psi", *ranges):
+        if column not in plain.columns:
+            continue
+        values = pd.to_numeric(plain[column], errors="coerce").to_numpy(dtype=float)
+        accepted = ranges.get(column)
+        bad = ~np.isfinite(values) if accepted is None else ~np.array(
+            [accepted.contains(v) for v in values], dtype=bool)
+        if bad.any():
+            row = int(np.argmax(bad))
+            label = PLAIN_TO_STAR.get(column, column)
+            n_bad = int(bad.sum())
+            what = (f"{path}: row {row + 1}" + (f" (and {n_bad - 1} more)" if n_bad > 1 else "")
+                    + f": {label}")
+            if accepted is None:
+                raise ValueError(f"{what} {plain[column].iloc[row]} is not a finite angle")
+            check_range(what, values[row], accepted)
 
 
 def refine_particles(

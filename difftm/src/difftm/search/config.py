@@ -23,22 +23,15 @@ from pydantic import (
     model_validator,
 )
 
-#: Plausible ranges of physical parameters: (low, high) inclusive; values outside are typos
-#: or unit mistakes (defocus in metres, voltage in V) and are refused before any work.
-PLAUSIBLE = {
-    "pixel_size": (0.05, 100.0, "A"),
-    "voltage": (10.0, 3000.0, "kV"),
-    "cs": (0.0, 100.0, "mm"),
-    "defocus_u": (-1e5, 1e5, "A"),
-    "defocus_v": (-1e5, 1e5, "A"),
-    "defocus_range": (0.0, 1e5, "A"),
-    "defocus_step": (1.0, 1e5, "A"),
-    "ctf_bfactor": (0.0, 1e4, "A^2"),
-    "defocus_angle": (-3600.0, 3600.0, "degrees"),
-    "phase_shift": (-3600.0, 3600.0, "degrees"),
-    "highpass": (0.0, 1e6, "A"),
-    "lowpass": (0.0, 1e6, "A"),
-}
+from difftm.physics.limits import plausible_range
+
+#: Plausible ranges of the physical fields, from difftm.physics.limits (the one place they
+#: are defined); values outside are typos or unit mistakes (defocus in metres, voltage in V)
+#: and are refused before any work.
+PLAUSIBLE = {name: plausible_range(name) for name in (
+    "pixel_size", "voltage", "cs", "amplitude_contrast", "defocus_u", "defocus_v",
+    "defocus_range", "defocus_step", "ctf_bfactor", "defocus_angle", "phase_shift",
+    "highpass", "lowpass")}
 
 #: Most defocus planes a search may have (range / step * 2 + 1).
 MAX_DEFOCUS_PLANES = 1001
@@ -110,11 +103,11 @@ class SearchConfig(BaseModel):
         if isinstance(v, float):
             if not math.isfinite(v):
                 raise ValueError(f"must be a finite number, got {v}")
-            if info.field_name in PLAUSIBLE:
-                low, high, unit = PLAUSIBLE[info.field_name]
-                if not low <= v <= high:
-                    raise ValueError(f"{v:g} {unit} is outside the plausible range "
-                                     f"[{low:g}, {high:g}] {unit}")
+            accepted = PLAUSIBLE.get(info.field_name)
+            if accepted is not None and not accepted.contains(v):
+                unit = f" {accepted.unit}" if accepted.unit else ""
+                raise ValueError(f"{v:g}{unit} is outside the plausible range "
+                                 f"{accepted.describe()}")
         return v
 
     @model_validator(mode="after")
@@ -207,7 +200,11 @@ def validation_message(err: ValidationError, path: Path | None = None) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "configuration"
     where = f"{path}: " if path is not None else ""
-    return f"{where}{loc.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}"
+    message = first["msg"].removeprefix("Value error, ")
+    accepted = PLAUSIBLE.get(str(first["loc"][0])) if first["loc"] else None
+    if accepted is not None and "range" not in message:  # pydantic's own bound: the range
+        message += f" (accepted range {accepted.describe()})"
+    return f"{where}{loc.replace('_', '-')}: {message}"
 
 
 def merge_settings(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
