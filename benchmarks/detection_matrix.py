@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import tempfile
@@ -44,14 +43,6 @@ TARGETS = ("1ubi.pdb.gz", "1ake.pdb.gz", "3enl.pdb.gz", "6msm.pdb.gz", "7pbl.pdb
            "6zu5.cif.gz")
 
 
-def _grid_and_lowpass(radius_angstrom: float, step: float, pixel_size: float) -> float:
-    """Low-pass (A) matched to a grid of ``step`` degrees for a particle of this radius:
-    the median angular distance to the nearest grid point (~0.5 step) moves the particle's
-    edge by ``radius * angle``; frequencies finer than twice that do not survive."""
-    lp = 2.0 * radius_angstrom * math.radians(0.5 * step)
-    return max(lp, 2.0 * pixel_size)
-
-
 def _crop_size(box: int, minimum: int) -> int:
     from difftm.fourier.padding import next_fast_size
 
@@ -64,6 +55,7 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     from difftm.evaluate import score_detections
     from difftm.io.models import load_model
     from difftm.io.mrc import read_mrc, write_mrc
+    from difftm.search.accelerated import grid_matched_lowpass
     from difftm.search.config import SearchConfig
     from difftm.search.engine import run_search
     from difftm.search.particles import METRICS, call_particles
@@ -92,7 +84,7 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     mic, tpl = folder / "mic.mrc", folder / "tpl.mrc"
     write_mrc(mic, sim.image, pixel_size, overwrite=True)
     write_mrc(tpl, vol.numpy(), pixel_size, overwrite=True)
-    lowpass = _grid_and_lowpass(0.5 * diameter * pixel_size, step, pixel_size)
+    lowpass = grid_matched_lowpass(0.5 * diameter * pixel_size, step, pixel_size)
     cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / "search",
                        pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
                        out_of_plane_step=step, in_plane_step=step, lowpass=lowpass,

@@ -77,6 +77,16 @@ def _search(
              "delocalisation at the searched defocus and band limit, a fast FFT size), none "
              "(the template box itself, as other 2DTM tools: the CTF fringes wrap around and "
              "the SNR drops at high defocus and fine pixels) or an edge in pixels [auto].")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="exhaustive: correlate every orientation of the grid; accelerated: a coarse "
+             "pass, candidates and gradient refinement of each on the raw micrograph, "
+             "scores in the same units (docs/ACCELERATED.md) [exhaustive].")] = None,
+    coarse_step: Annotated[float | None, typer.Option(
+        help="Accelerated: out-of-plane step of the coarse pass, degrees; in-plane 0.6 x "
+             "[12].")] = None,
+    candidate_miss_rate: Annotated[float | None, typer.Option(
+        help="Accelerated: chance that a particle at the threshold is not refined [0.02].")
+    ] = None,
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or cuda:N [auto].")] = None,
     threads: Annotated[int | None, typer.Option(
@@ -140,6 +150,8 @@ def _search(
                      gridding_correction=gridding_correction, threads=threads,
                      template_padding=template_padding,
                      checkpoint_minutes=checkpoint_minutes)
+    overrides.update(strategy=strategy, coarse_out_of_plane_step=coarse_step,
+                     candidate_miss_rate=candidate_miss_rate)
     if micrographs is None and config is not None:  # a dataset may be named in the YAML
         from difftm.search.config import merge_settings
 
@@ -179,7 +191,16 @@ def _search(
 
     def on_plan(plan: SearchPlan) -> None:
         nonlocal reporter
+        if reporter is not None:
+            reporter.close()
+        if plan.stage == "refine":  # the accelerated search's second stage
+            console.print(f"refining {plan.n_orientations:,} candidates by gradient ascent",
+                          highlight=False, soft_wrap=True)
+            reporter = progress_reporter(console, "refine", max(1, plan.n_orientations),
+                                         unit="candidates/s")
+            return
         console.print(
+            ("coarse pass: " if cfg.strategy == "accelerated" else "") +
             f"{plan.n_orientations:,} orientations x {plan.n_defocus} defocus planes = "
             f"{plan.n_search:,} correlations of {plan.shape[0]}x{plan.shape[1]} px "
             f"(template box {plan.box}) on {plan.device}, batch {plan.batch_size}"
@@ -202,9 +223,14 @@ def _search(
             if reporter is not None:
                 reporter.close()
     md = result.metadata
+    work = (f"{md['n_correlations']:,} correlations" if "n_correlations" in md else
+            f"{md['n_search']:,} search positions")
+    if md.get("n_local_scores"):
+        work += f" + {md['n_local_scores']:,} local scores"
     console.print(
-        f"done: {md['n_search']:,} search positions, max SNR {result.maps['snr'].max():.2f}, "
-        f"max z-score {result.maps['zscore'].max():.2f}; results in {cfg.output}")
+        f"done ({md.get('strategy', 'exhaustive')}): {work}, max SNR "
+        f"{result.maps['snr'].max():.2f}, max z-score {result.maps['zscore'].max():.2f}; "
+        f"results in {cfg.output}")
 
 
 def _run_distributed(cfg):

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -32,6 +32,10 @@ PLAUSIBLE = {name: plausible_range(name) for name in (
     "pixel_size", "voltage", "cs", "amplitude_contrast", "defocus_u", "defocus_v",
     "defocus_range", "defocus_step", "ctf_bfactor", "defocus_angle", "phase_shift",
     "highpass", "lowpass")}
+
+#: Settings that only the accelerated strategy reads (not in exhaustive fingerprints).
+ACCELERATED_FIELDS = ("strategy", "coarse_out_of_plane_step", "coarse_in_plane_step",
+                      "coarse_lowpass", "candidate_miss_rate", "max_candidates")
 
 #: Most defocus planes a search may have (range / step * 2 + 1).
 MAX_DEFOCUS_PLANES = 1001
@@ -89,6 +93,22 @@ class SearchConfig(BaseModel):
         "auto", description="Box in which templates are CTF-filtered: auto (template box + 2 x "
         "the CTF delocalisation), none (the template box, as other 2DTM tools) or an edge in "
         "pixels.")
+    strategy: Literal["exhaustive", "accelerated"] = Field(
+        "exhaustive", description="exhaustive: every orientation of the grid; accelerated: "
+        "a coarse pass, candidates and gradient refinement (difftm.search.accelerated).")
+    coarse_out_of_plane_step: float = Field(
+        12.0, gt=0, le=90, description="Accelerated: out-of-plane step of the coarse pass.")
+    coarse_in_plane_step: float | None = Field(
+        None, gt=0, le=180, description="Accelerated: in-plane step of the coarse pass "
+        "(default: 0.6 x the out-of-plane step, the fine grid's ratio).")
+    coarse_lowpass: float | None = Field(
+        None, gt=0, description="Accelerated: low-pass of the coarse pass, A (default: "
+        "matched to the coarse grid and the template's radius).")
+    candidate_miss_rate: float = Field(
+        0.02, gt=0, lt=0.5, description="Accelerated: probability that a particle at the "
+        "final threshold is not a candidate (sets the coarse threshold).")
+    max_candidates: int = Field(
+        20000, ge=1, description="Accelerated: most candidates refined per micrograph.")
     overwrite: bool = Field(False, description="Replace another run's results in --output.")
     scheduler: str | None = Field(
         None, description="Dask: 'local' (LocalCluster) or a scheduler address; None = "
@@ -144,6 +164,12 @@ class SearchConfig(BaseModel):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
 
     @property
+    def coarse_in_plane_step_resolved(self) -> float:
+        """In-plane step of the accelerated coarse pass (default 0.6 x out-of-plane)."""
+        return (0.6 * self.coarse_out_of_plane_step if self.coarse_in_plane_step is None
+                else self.coarse_in_plane_step)
+
+    @property
     def defocus_v_resolved(self) -> float:
         """Defocus V, defaulting to defocus U (no astigmatism)."""
         return self.defocus_u if self.defocus_v is None else self.defocus_v
@@ -158,6 +184,8 @@ class SearchConfig(BaseModel):
         skip = {"output", "device", "batch_size", "chunk_batches", "checkpoint_minutes",
                 "overwrite", "scheduler",
                 "n_workers", "n_parts", "threads"}
+        if self.strategy == "exhaustive":  # fingerprints of exhaustive runs stay as before
+            skip |= set(ACCELERATED_FIELDS)
         data = {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
         for key in ("micrograph", "template"):
             path = Path(data[key])

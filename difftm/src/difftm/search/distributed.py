@@ -167,12 +167,17 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
     from difftm.search.device import plan_batch_size, resolve_device
     from difftm.search.engine import (
         _load_inputs,
+        correlation_counts,
         finalize,
         prepare_output,
         search_grid,
         template_size,
+        write_summary,
     )
 
+    if cfg.strategy != "exhaustive":
+        raise ValueError(f"--strategy {cfg.strategy} runs in one process: drop --scheduler "
+                         "and --n-parts (the coarse pass is small)")
     cfg = resolve_pixel_size(cfg)
     fingerprint = cfg.fingerprint()
     prepare_output(cfg, fingerprint)
@@ -253,8 +258,10 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
                                "scheduler": scheduler or "in-process", "batch_size": batch,
                                "threads_per_part": threads or torch.get_num_threads()})
     result.metadata.update(run_metadata(cfg, threads or torch.get_num_threads()))
+    result.metadata.update(correlation_counts(n_search, int(angles.shape[0])))
     check_still_ours(out, fingerprint)
     result.save(out)
+    write_summary(out, result.metadata)
     for part in (out / PARTS_DIR).glob(f"part_*_{fingerprint}.npz"):
         part.unlink(missing_ok=True)  # also parts of other cuts that were not used
     return result

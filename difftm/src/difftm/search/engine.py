@@ -45,7 +45,8 @@ from difftm.search.results import (
 from difftm.simulate.micrograph import template_diameter
 
 #: Files a search owns in its output folder (others are never touched).
-OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml", PEAKS_RECORD) + tuple(
+OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml", "search_summary.json",
+               PEAKS_RECORD) + tuple(
     f"{n}.mrc" for n in MAP_NAMES)
 
 ProgressCallback = Callable[[int, int, float], None]
@@ -67,6 +68,9 @@ class SearchPlan:
     box: int
     shape: tuple[int, int]
     threads: int = 0  #: CPU threads of torch (a resumed search keeps its checkpoint's)
+    #: "search" (correlations of the whole micrograph, exhaustive or the accelerated coarse
+    #: pass) or "refine" (the accelerated search's candidates: n_orientations of them)
+    stage: str = "search"
 
     @property
     def n_search(self) -> int:
@@ -234,20 +238,58 @@ def _run_search_locked(
 
         apply_threads(threads)
     device = resolve_device(cfg.device)
-    angles, offsets = search_grid(cfg)
-    correlator = build_correlator(cfg, image, volume, angles, offsets, device)
+    if cfg.strategy == "accelerated":
+        from difftm.search.accelerated_run import run_accelerated
+
+        result = run_accelerated(cfg, image, volume, device, fingerprint, progress,
+                                 stop_after_chunks, on_plan)
+    else:
+        angles, offsets = search_grid(cfg)
+        correlator = build_correlator(cfg, image, volume, angles, offsets, device)
+        write_config(out, cfg)  # inputs and grid are valid: this folder is this run's
+        acc, timings = correlate_all(cfg, correlator, angles, offsets, device, fingerprint,
+                                     progress, stop_after_chunks, on_plan)
+        result = finalize(acc, cfg, angles, offsets, correlator.box, fingerprint,
+                          template_size=correlator.template_size,
+                          template_diameter_px=template_diameter(torch.as_tensor(volume)),
+                          image_shape=correlator.image_shape, timings=timings)
+        result.metadata.update(correlation_counts(correlator.n_search, int(angles.shape[0])))
+    result.metadata.update(run_metadata(cfg, torch.get_num_threads()))
+    check_still_ours(out, fingerprint)
+    result.save(out)
+    write_summary(out, result.metadata)
+    (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+    return result
+
+
+def correlate_all(
+    cfg: SearchConfig,
+    correlator,
+    angles: torch.Tensor,
+    offsets: torch.Tensor,
+    device: torch.device,
+    fingerprint: str,
+    progress: ProgressCallback | None = None,
+    stop_after_chunks: int | None = None,
+    on_plan: Callable[[SearchPlan], None] | None = None,
+) -> tuple[Accumulator, dict]:
+    """Correlate every search index of ``correlator`` in checkpointed chunks (resuming the
+    checkpoint of ``fingerprint`` in ``cfg.output``); returns the accumulator and timings.
+
+    Raises:
+        SearchInterrupted: after ``stop_after_chunks`` new chunks (tests).
+    """
+    out = Path(cfg.output)
     n_search = correlator.n_search
-    box = correlator.box
     batch = cfg.batch_size or plan_batch_size(correlator.shape, correlator.template_size,
                                               device)
     chunk_batches = cfg.chunk_batches or max(1, math.ceil(n_search / batch / 50))
     # chunks start on accumulator block boundaries: bit-identical for any batch or resume
     chunk = aligned_span(batch, batch * chunk_batches)
-    plan = SearchPlan(int(angles.shape[0]), int(offsets.numel()), batch, chunk, device, box,
-                      correlator.shape, torch.get_num_threads())
+    plan = SearchPlan(int(angles.shape[0]), int(offsets.numel()), batch, chunk, device,
+                      correlator.box, correlator.shape, torch.get_num_threads())
     if on_plan is not None:
         on_plan(plan)
-    write_config(out, cfg)
 
     state = load_checkpoint(out)
     if state is not None and state[2] == fingerprint:
@@ -277,18 +319,36 @@ def _run_search_locked(
         if stop and pos < n_search:
             raise SearchInterrupted(f"stopped after {chunks_done} chunks at index {pos}")
     elapsed = time.perf_counter() - t0
-    result = finalize(acc, cfg, angles, offsets, box, fingerprint,
-                      template_size=correlator.template_size,
-                      template_diameter_px=template_diameter(torch.as_tensor(volume)),
-                      image_shape=correlator.image_shape,
-                      timings={"seconds": earlier + elapsed, "seconds_this_run": elapsed,
-                               "resumed_from": start, "batch_size": batch,
-                               "device": str(device), "threads": torch.get_num_threads()})
-    result.metadata.update(run_metadata(cfg, torch.get_num_threads()))
-    check_still_ours(out, fingerprint)
-    result.save(out)
-    (out / CHECKPOINT_NAME).unlink(missing_ok=True)
-    return result
+    timings = {"seconds": earlier + elapsed, "seconds_this_run": elapsed,
+               "resumed_from": start, "batch_size": batch, "device": str(device),
+               "threads": torch.get_num_threads()}
+    return acc, timings
+
+
+def correlation_counts(n_correlations: int, n_projections: int,
+                       n_local_scores: int = 0) -> dict:
+    """The work a search did, recorded in its metadata: full-micrograph correlations,
+    template evaluations on single-particle crops (accelerated search) and Fourier-slice
+    projections."""
+    return {"n_correlations": int(n_correlations), "n_local_scores": int(n_local_scores),
+            "n_projections": int(n_projections)}
+
+
+#: Companion of ``config.yaml``: what the search did (strategy, counts, timings).
+SUMMARY_NAME = "search_summary.json"
+
+
+def write_summary(out: Path, metadata: dict) -> None:
+    """Write ``search_summary.json`` beside ``config.yaml``: the strategy, the numbers of
+    correlations, local scores and projections computed, the search space of the
+    statistics and the timings (atomically)."""
+    from difftm.io.atomic import atomic_output
+
+    keys = ("strategy", "n_correlations", "n_local_scores", "n_projections", "n_search",
+            "n_orientations", "n_defocus", "accelerated", "timings", "fingerprint")
+    summary = {k: metadata.get(k) for k in keys if k in metadata}
+    with atomic_output(Path(out) / SUMMARY_NAME, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def check_still_ours(out: Path, fingerprint: str) -> None:
@@ -529,6 +589,7 @@ def finalize(
         "micrograph": str(cfg.micrograph),
         "template": str(cfg.template),
         "fingerprint": fingerprint,
+        "strategy": cfg.strategy,
         "timings": timings or {},
     }
     json.dumps(metadata)  # fail early if something is not serialisable
