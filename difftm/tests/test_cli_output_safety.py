@@ -293,7 +293,8 @@ def test_demo_background_extraction_on_a_full_disk(inp, full_disk):
 # --- read-only folder, also as root -------------------------------------------------------
 
 WRITERS: list[tuple[str, Callable[[Inputs, Path], list[str]], str]] = [
-    ("orientations", lambda i, d: ["orientations", "-o", str(d / "o.txt"), "--overwrite"],
+    ("orientations", lambda i, d: ["orientations", "-o", str(d / "o.txt"), "--overwrite",
+                                   "--out-of-plane-step", "10", "--in-plane-step", "10"],
      "o.txt"),
     ("simulate-template", lambda i, d: ["simulate", "template", str(i.model), "--pixel-size",
                                         "2", "-o", str(d / "t.mrc"), "--box", "16",
@@ -640,3 +641,34 @@ def test_dataset_ctf_outside_the_plausible_range_is_refused(inp, tmp_path, label
     line = error_line(result)
     assert "micrographs_ctf.star row 1: micrograph" in line and expect in line, line
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.fixture(scope="module")
+def dataset(inp, tmp_path_factory) -> Path:
+    """A searched two-micrograph dataset (glob with one CTF)."""
+    root = tmp_path_factory.mktemp("dataset")
+    mics = root / "mics"
+    mics.mkdir()
+    for k in range(2):
+        shutil.copy(inp.mic, mics / f"m{k}.mrc")
+    out = root / "ds"
+    args = _search_args(inp.mic, inp.tpl, out)
+    args[1:3] = [str(inp.tpl), "--micrographs", str(mics / "*.mrc")]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_dataset_peaks_unit_rolls_back_after_a_failed_move(dataset, monkeypatch, k):
+    """Per-micrograph and combined tables and the report of a dataset are one unit."""
+    first = runner.invoke(app, ["peaks", str(dataset), "--overwrite"])
+    assert first.exit_code == 0, first.output
+    before = {p: p.read_bytes() for p in dataset.rglob("particles.*")}
+    assert len(before) == 2 * 2 + 3  # per micrograph STAR + CSV; combined STAR, CSV, HTML
+    _fail_on_move(monkeypatch, k)
+    line = error_line(runner.invoke(app, ["peaks", str(dataset), "--overwrite",
+                                          "--threshold", "3"]))
+    assert "input/output error" in line.lower(), line
+    assert {p: p.read_bytes() for p in dataset.rglob("particles.*")} == before
+    assert not [p for p in dataset.rglob(".*.tmp")]

@@ -106,7 +106,7 @@ def dataset_particles(
         FileNotFoundError: a micrograph is not searched yet (one line).
         FileExistsError: an output exists and ``overwrite`` is off.
     """
-    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.star import write_particles_star
     from difftm.search.particles import call_particles, particles_star_tables
     from difftm.search.results import BUNDLE_NAME, load_results
@@ -133,48 +133,51 @@ def dataset_particles(
     results = [load_results(folder / r["folder"]) for r in rows]
     optics, groups = _optics_table(manifest, results)
     merit = {"pvalue": "neg_log_p", "gev": "zscore"}.get(metric, metric)
-    all_particles, all_tables, summary_rows, figures = [], [], [], []
-    for k, (row, res, group) in enumerate(zip(rows, results, groups, strict=True)):
-        table, call = call_particles(
-            res, metric=metric, cutoff=cutoff,  # type: ignore[arg-type]
-            n_false_positives=n_false_positives, min_distance=min_distance, border=border,
-            pvalue_region=pvalue_region,  # type: ignore[arg-type]
-            pvalue_candidates=pvalue_candidates)  # type: ignore[arg-type]
-        _, particles = particles_star_tables(table, res, micrograph_name=row["name"],
-                                             figure_of_merit=merit)
-        particles["rlnOpticsGroup"] = np.full(len(particles), group, dtype=np.int64)
-        sub = folder / row["folder"]
-        own_optics = optics[optics["rlnOpticsGroup"].astype(int) == group]
-        write_particles_star(sub / star.name, particles, own_optics, overwrite=overwrite)
-        with atomic_output(sub / csv_path.name, overwrite=overwrite) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
-        all_particles.append(particles)
-        all_tables.append(table.assign(micrograph=row["name"]))
-        md = res.metadata
-        summary_rows.append({
-            "micrograph": row["name"], "folder": row["folder"],
-            "defocus_u": md["defocus_u"], "defocus_v": md["defocus_v"],
-            "defocus_angle": md["defocus_angle"], "threshold": call.cutoff,
-            "candidates": call.n_candidates,
-            **{f"called_{m}": call.n_called[m] for m in METRICS},
-            "seconds": float(md.get("timings", {}).get("seconds", 0.0))})
-        if report and k < GALLERY_LIMIT:
-            figures.append((_detections_figure(row, res, table,
-                                               sub / f"{star.stem}_detections.png"),
-                            row["name"]))
-    combined = pd.concat(all_particles, ignore_index=True)
-    write_particles_star(star, combined, optics, overwrite=overwrite)
-    candidates = pd.concat(all_tables, ignore_index=True)
-    candidates = candidates[["micrograph", *[c for c in candidates.columns
-                                             if c != "micrograph"]]]
-    with atomic_output(csv_path, overwrite=overwrite) as tmp:
-        candidates.to_csv(tmp, index=False, float_format="%.6g")
-    per_mic = pd.DataFrame(summary_rows)
-    totals = {"micrographs": len(per_mic), "candidates": int(per_mic["candidates"].sum()),
-              "particles": len(combined),
-              **{m: int(per_mic[f"called_{m}"].sum()) for m in METRICS}}
-    html = _report(html_path, folder, metric, per_mic, totals, figures,
-                   overwrite) if report else None
+    # every table (per micrograph and combined) and the report as one unit: a failure
+    # (a full disk) leaves all of them as they were; figures are written at once
+    with output_unit():
+        all_particles, all_tables, summary_rows, figures = [], [], [], []
+        for k, (row, res, group) in enumerate(zip(rows, results, groups, strict=True)):
+            table, call = call_particles(
+                res, metric=metric, cutoff=cutoff,  # type: ignore[arg-type]
+                n_false_positives=n_false_positives, min_distance=min_distance, border=border,
+                pvalue_region=pvalue_region,  # type: ignore[arg-type]
+                pvalue_candidates=pvalue_candidates)  # type: ignore[arg-type]
+            _, particles = particles_star_tables(table, res, micrograph_name=row["name"],
+                                                 figure_of_merit=merit)
+            particles["rlnOpticsGroup"] = np.full(len(particles), group, dtype=np.int64)
+            sub = folder / row["folder"]
+            own_optics = optics[optics["rlnOpticsGroup"].astype(int) == group]
+            write_particles_star(sub / star.name, particles, own_optics, overwrite=overwrite)
+            with atomic_output(sub / csv_path.name, overwrite=overwrite) as tmp:
+                table.to_csv(tmp, index=False, float_format="%.6g")
+            all_particles.append(particles)
+            all_tables.append(table.assign(micrograph=row["name"]))
+            md = res.metadata
+            summary_rows.append({
+                "micrograph": row["name"], "folder": row["folder"],
+                "defocus_u": md["defocus_u"], "defocus_v": md["defocus_v"],
+                "defocus_angle": md["defocus_angle"], "threshold": call.cutoff,
+                "candidates": call.n_candidates,
+                **{f"called_{m}": call.n_called[m] for m in METRICS},
+                "seconds": float(md.get("timings", {}).get("seconds", 0.0))})
+            if report and k < GALLERY_LIMIT:
+                figures.append((_detections_figure(row, res, table,
+                                                   sub / f"{star.stem}_detections.png"),
+                                row["name"]))
+        combined = pd.concat(all_particles, ignore_index=True)
+        write_particles_star(star, combined, optics, overwrite=overwrite)
+        candidates = pd.concat(all_tables, ignore_index=True)
+        candidates = candidates[["micrograph", *[c for c in candidates.columns
+                                                 if c != "micrograph"]]]
+        with atomic_output(csv_path, overwrite=overwrite) as tmp:
+            candidates.to_csv(tmp, index=False, float_format="%.6g")
+        per_mic = pd.DataFrame(summary_rows)
+        totals = {"micrographs": len(per_mic), "candidates": int(per_mic["candidates"].sum()),
+                  "particles": len(combined),
+                  **{m: int(per_mic[f"called_{m}"].sum()) for m in METRICS}}
+        html = _report(html_path, folder, metric, per_mic, totals, figures,
+                       overwrite) if report else None
     return DatasetParticles(star, csv_path, html, per_mic, totals)
 
 

@@ -121,7 +121,8 @@ _UNIT: contextvars.ContextVar[list[_Pending] | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, overwrite: bool = False,
+                  immediate: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the folder of ``path``; move it onto ``path`` on success.
 
     The temporary file is removed if the body raises. Use as::
@@ -129,11 +130,13 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         with atomic_output("out.mrc") as tmp:
             write_something(tmp)
 
-    Inside :func:`output_unit` the move waits for the unit to end.
+    Inside :func:`output_unit` the move waits for the unit to end, unless ``immediate``.
 
     Args:
         path: final file name.
         overwrite: replace an existing file if True, else raise :class:`FileExistsError`.
+        immediate: move into place at once even inside a unit (a file that the unit's
+            other writers read, such as a report's figures).
 
     Yields:
         The temporary file path (already created, empty) to write to.
@@ -149,7 +152,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         _reraise_named(err, path)
     os.close(fd)
     tmp = Path(tmp_name)
-    unit = _UNIT.get()
+    unit = None if immediate else _UNIT.get()
     keep = False
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions

@@ -19,7 +19,7 @@ def _save(fig: Figure, path: Path) -> Path:
     from difftm.io.atomic import atomic_output
 
     FigureCanvasAgg(fig)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite=True, immediate=True) as tmp:  # read by reports
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return Path(path)
 

@@ -16,7 +16,7 @@ def _save(fig: Figure, path: Path) -> Path:
     from difftm.io.atomic import atomic_output
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite=True, immediate=True) as tmp:  # read by reports
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 

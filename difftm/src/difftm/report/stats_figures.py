@@ -26,7 +26,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
     path = Path(path)
     FigureCanvasAgg(fig)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite=True, immediate=True) as tmp:  # read by reports
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
