@@ -672,3 +672,25 @@ def test_dataset_peaks_unit_rolls_back_after_a_failed_move(dataset, monkeypatch,
     assert "input/output error" in line.lower(), line
     assert {p: p.read_bytes() for p in dataset.rglob("particles.*")} == before
     assert not [p for p in dataset.rglob(".*.tmp")]
+
+
+def test_fetch_model_on_a_full_disk(full_disk, monkeypatch):
+    """A download into a full cache: one line naming the cached file, nothing left."""
+    import gzip
+    import io
+
+    from difftm.io import cache
+
+    class Response(io.BytesIO):
+        headers = {"Content-Length": "1000"}
+
+    payload = gzip.compress(MODEL.encode())
+    monkeypatch.setattr(cache.urllib.request, "urlopen",
+                        lambda request, timeout: Response(payload))
+    monkeypatch.setattr(cache, "DEBIAN_FALLBACK", {})  # no fallback download
+    monkeypatch.delenv("DIFFTM_SHARED_DATA", raising=False)
+    full_disk.fill(0)
+    result = runner.invoke(app, ["fetch-model", "1abc", "--cache-dir", str(full_disk.folder)])
+    line = error_line(result)
+    assert "no space left" in line.lower() and "1abc.cif.gz" in line, line
+    assert [p.name for p in full_disk.folder.iterdir()] in ([], ["filler.bin"])
