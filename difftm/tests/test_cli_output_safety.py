@@ -694,3 +694,19 @@ def test_fetch_model_on_a_full_disk(full_disk, monkeypatch):
     line = error_line(result)
     assert "no space left" in line.lower() and "1abc.cif.gz" in line, line
     assert [p.name for p in full_disk.folder.iterdir()] in ([], ["filler.bin"])
+
+
+def test_dataset_search_on_a_full_disk(inp, full_disk, tmp_path):
+    """``search --micrographs`` into a full disk: one line naming a file under the output,
+    no results bundle, no temporaries or locks left."""
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    shutil.copy(inp.mic, mics / "m0.mrc")
+    out = full_disk.folder / "ds"
+    full_disk.fill(0)
+    args = _search_args(inp.mic, inp.tpl, out)
+    args[1:3] = [str(inp.tpl), "--micrographs", str(mics / "*.mrc")]
+    line = error_line(runner.invoke(app, args))
+    assert "no space left" in line.lower() and str(full_disk.folder) in line, line
+    assert not list(full_disk.folder.rglob("results.npz"))
+    assert not [p for p in full_disk.folder.rglob(".*") if p.is_file() or p.is_symlink()]
