@@ -37,7 +37,7 @@ import math
 
 import torch
 
-from difftm.fourier.padding import crop_center, pad_to
+from difftm.fourier.padding import crop_center
 
 __all__ = [
     "FourierAccumulator",
@@ -319,7 +319,3 @@ class FourierAccumulator:
         vol = crop_center(torch.fft.fftshift(vol, dim=(0, 1, 2)), (d, d, d)).contiguous()
         return vol / gridding_kernel(d, n, device=self.device)
 
-
-def pad_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero-pad ``(B, D, D)`` images to ``(B, size, size)`` keeping the centre pixel."""
-    return pad_to(images, (size, size))

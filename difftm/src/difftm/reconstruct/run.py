@@ -141,8 +141,8 @@ def read_particle_set(path: str | Path, pixel_size: float | None = None) -> Part
     Args:
         path: the STAR file.
         pixel_size: micrograph pixel size (A); default: ``rlnMicrographPixelSize``, else
-            ``rlnImagePixelSize`` (optics), else ``rlnMagnification``-free RELION 3.0 tables
-            need it given (or the micrograph header is used by the caller).
+            ``rlnImagePixelSize`` of the optics table (RELION 3.0 tables have neither: give
+            it, or let the caller read the micrograph header).
 
     Returns:
         :class:`ParticleSet` (``pixel_size`` NaN when neither the option nor the table gives
