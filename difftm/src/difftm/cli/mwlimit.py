@@ -94,8 +94,8 @@ def _mwlimit(
         help="Required angular accuracy = KAPPA * resolution / diameter (radians).")] = 1.0,
     align_highpass: Annotated[float | None, typer.Option(
         help="Alignment uses the signal between 1/ALIGN_HIGHPASS and 1/resolution, and "
-             "must also reach the detection threshold in that band [all frequencies, "
-             "angular precision only].")] = None,
+             "must also reach the detection threshold in that band [the preset's; else all "
+             "frequencies, angular precision only].")] = None,
     voxel: Annotated[float, typer.Option(
         help="Voxel size of a --model's 3D spectrum, A.")] = 1.0,
     json_path: Annotated[Path | None, typer.Option(
@@ -180,14 +180,10 @@ def _mwlimit(
                       "snr_with_difftm_template": res.snr_template,
                       "angular_precision_deg": res.angular_precision_deg,
                       "snr_from_mass_only": calc.snr_of_mass(spec.mass_da).snr}
-    from dataclasses import replace
-
-    limits = mass_limits(params, space, resolution, kappa, threshold=threshold)
-    if align_highpass is not None:
-        from difftm.theory.limits import smallest_alignable_mass
-
-        limits = replace(limits, alignable_mass_da=smallest_alignable_mass(
-            params, resolution, kappa, threshold=t, highpass=align_highpass))
+    if align_highpass is None and preset_entry is not None:
+        align_highpass = preset_entry.align_highpass
+    limits = mass_limits(params, space, resolution, kappa, threshold=threshold,
+                         align_highpass=align_highpass)
 
     console.print(f"{'mass (kDa)':>10} {'SNR':>9} {'vs threshold':>12}")
     for m, r in zip(masses_kda, rows, strict=True):
@@ -208,7 +204,7 @@ def _mwlimit(
                   f"{kda(limits.alignable_mass_da)}")
     if preset_entry is not None:
         console.print(f"published ({preset_entry.source}): ~{preset_entry.published_kda:g} kDa "
-                      f"({preset_entry.criterion})")
+                      f"({preset_entry.criterion}); calibrated here: {preset_entry.calibrated}")
 
     result = {"parameters": params.__dict__ | {"preset": preset},
               "threshold": t, "limits": limits.to_dict(),

@@ -124,6 +124,7 @@ class MassLimits:
     resolution: float
     kappa: float
     search_space: dict
+    align_highpass: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary."""
@@ -132,7 +133,8 @@ class MassLimits:
 
 def mass_limits(params: ImagingParameters, space: SearchSpace | None = None,
                 resolution: float = 3.0, kappa: float = 1.0,
-                threshold: float | None = None) -> MassLimits:
+                threshold: float | None = None,
+                align_highpass: float | None = None) -> MassLimits:
     """Smallest detectable and alignable masses under ``params``.
 
     Args:
@@ -141,14 +143,19 @@ def mass_limits(params: ImagingParameters, space: SearchSpace | None = None,
         resolution: target resolution for the alignment criterion, A.
         kappa: factor of the required angular accuracy ``kappa * d / D``.
         threshold: detection threshold overriding the one of ``space``.
+        align_highpass: when given (A), alignment uses the band from ``1/align_highpass``
+            to ``1/resolution`` and must also reach the detection threshold in it.
     """
     space = space or SearchSpace()
     t = float(threshold) if threshold is not None else space.threshold()
+    align = smallest_alignable_mass(params, resolution, kappa,
+                                    threshold=t if align_highpass is not None else None,
+                                    highpass=align_highpass)
     return MassLimits(threshold=t,
                       detectable_mass_da=smallest_detectable_mass(params, t),
-                      alignable_mass_da=smallest_alignable_mass(params, resolution, kappa),
-                      resolution=float(resolution), kappa=float(kappa),
-                      search_space=asdict(space))
+                      alignable_mass_da=align, resolution=float(resolution),
+                      kappa=float(kappa), search_space=asdict(space),
+                      align_highpass=align_highpass)
 
 
 def snr_curve(params: ImagingParameters, masses: np.ndarray, resolution: float = 3.0,
@@ -176,10 +183,28 @@ class PublishedLimit:
     space: SearchSpace
     resolution: float = 3.0
     kappa: float = 1.0
+    align_highpass: float | None = None
+    calibrated: str = ""
     note: str = ""
 
+    def limits(self) -> MassLimits:
+        """The calculator's limits under this parameter set."""
+        return mass_limits(self.params, self.space, self.resolution, self.kappa,
+                           align_highpass=self.align_highpass)
 
-#: Parameter sets for the published limits (docs/THEORY.md explains each choice).
+    def value_kda(self) -> float | None:
+        """The calculator's value of this limit's criterion, kDa."""
+        lim = self.limits() if self.criterion == "alignment" else None
+        if lim is not None:
+            m = lim.alignable_mass_da
+        else:
+            m = smallest_detectable_mass(self.params, self.space.threshold())
+        return None if m is None else m / 1e3
+
+
+#: Parameter sets for the published limits (docs/THEORY.md explains each choice). The
+#: parameter named in ``calibrated`` is not in the publication: it was solved for so that
+#: the calculator gives the published number, and docs/THEORY.md says what it stands for.
 PUBLISHED: tuple[PublishedLimit, ...] = (
     PublishedLimit(
         name="henderson1995",
@@ -191,8 +216,11 @@ PUBLISHED: tuple[PublishedLimit, ...] = (
                                  b_factor=0.0, pixel_size=1.0),
         space=SearchSpace(),
         resolution=3.0,
+        align_highpass=37.0,
+        calibrated="align_highpass = 37 A",
         note="perfect phase contrast and detector, 5 e-/A^2 (the damage-limited exposure of "
-             "the paper), no envelope; angular accuracy d/D at 3 A",
+             "the paper), no envelope; angular accuracy d/D at 3 A and the SNR of the band "
+             "1/37-1/3 A^-1 at the detection threshold",
     ),
     PublishedLimit(
         name="rickgauer2017",
@@ -200,11 +228,13 @@ PUBLISHED: tuple[PublishedLimit, ...] = (
         published_kda=150.0,
         source="Rickgauer, Grigorieff & Denk (2017) eLife 6:e25648",
         params=ImagingParameters(detector="k3", fluence=30.0, exposure="dose-weighted",
-                                 defocus=10000.0, thickness_nm=30.0, b_factor=0.0,
-                                 pixel_size=1.0),
+                                 defocus=10000.0, thickness_nm=30.0, b_factor=43.0,
+                                 highpass=20.0, pixel_size=1.0),
         space=SearchSpace(),
+        calibrated="b_factor = 43 A^2 (with highpass = 20 A)",
         note="a 2017-era experiment: counting detector, defocus phase contrast, 30 e-/A^2 "
-             "dose-weighted, 30 nm of ice",
+             "dose-weighted, 30 nm of ice; real-image low-frequency noise whitened away "
+             "below 1/20 A^-1 and an image B-factor",
     ),
     PublishedLimit(
         name="zhang_ideal",
@@ -213,8 +243,10 @@ PUBLISHED: tuple[PublishedLimit, ...] = (
         source="Zhang et al. (DiffTM authors), the ideal-imaging analysis (SCIENCE.md 5)",
         params=ImagingParameters(phase_plate=True, detector="perfect", fluence=30.0,
                                  exposure="dose-weighted", cooling="lhe", thickness_nm=0.0,
-                                 b_factor=0.0, pixel_size=1.0),
+                                 b_factor=0.0, highpass=34.7, pixel_size=1.0),
         space=SearchSpace(),
-        note="perfect detector, ideal phase plate, liquid-helium cooling, no ice loss",
+        calibrated="highpass = 34.7 A",
+        note="perfect detector, ideal phase plate, liquid-helium cooling, no ice loss; "
+             "signal below 1/34.7 A^-1 not used",
     ),
 )

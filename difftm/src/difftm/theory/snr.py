@@ -115,6 +115,10 @@ class ImagingParameters:
         atomic_b_factor: B-factor of every atom of a mass-based target (A^2).
         hydrogens: a mass-based target includes hydrogen atoms (False: the composition of
             models without H; its mass is then the heavy-atom mass).
+        particle_density: copies of the target per square micrometre of image. The search
+            whitens by the image's own radial power spectrum, which then includes the
+            particles' signal: frequencies where it rivals the shot noise are down-weighted
+            (0: isolated particles; docs/THEORY.md section 7).
     """
 
     voltage_kv: float = 300.0
@@ -140,6 +144,7 @@ class ImagingParameters:
     solvent_potential: float = WATER_POTENTIAL_V
     atomic_b_factor: float = 20.0
     hydrogens: bool = True
+    particle_density: float = 0.0
 
     def validate(self) -> ImagingParameters:
         """Check ranges (one-line ``ValueError``); returns self."""
@@ -150,7 +155,7 @@ class ImagingParameters:
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, f"{name} must be > 0, got {value}")
         for name in ("cs_mm", "b_factor", "thickness_nm", "background_noise",
-                     "atomic_b_factor", "solvent_potential"):
+                     "atomic_b_factor", "solvent_potential", "particle_density"):
             value = getattr(self, name)
             need(math.isfinite(value) and value >= 0, f"{name} must be >= 0, got {value}")
         need(0 <= self.amplitude_contrast < 1,
@@ -487,9 +492,12 @@ class SnrResult:
 
 
 def frequency_grid(params: ImagingParameters, grid: int | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """``(ky, kx, dk)``: the Nyquist square of the image, finely enough sampled that the CTF
-    phase changes by less than 0.5 rad between neighbours (or ``grid`` points per side)."""
+                   ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, int]:
+    """``(ky, kx, dk, multiplicity, grid)``: one quadrant (``kx, ky >= 0``) of the image's
+    Nyquist square, sampled at ``dk = 1 / (grid * pixel)`` with ``grid`` at least 2048 and
+    fine enough that the CTF phase changes by less than 0.5 rad between neighbours. The
+    integrand is even in ``kx`` and ``ky`` (no astigmatism), so each quadrant point stands
+    for ``multiplicity`` (1, 2 or 4) points of the full ``grid x grid`` FFT grid."""
     p = params.pixel_size
     if grid is None:
         from difftm.physics.electron import electron_wavelength
@@ -499,11 +507,16 @@ def frequency_grid(params: ImagingParameters, grid: int | None = None
         df = 0.0 if params.phase_plate else abs(params.defocus)
         slope = 2 * math.pi * (lam * df * kmax + params.cs_mm * 1e7 * lam**3 * kmax**3)
         dk = 0.5 / max(slope, 1e-9)
-        grid = int(min(4096, max(256, math.ceil(1.0 / (p * dk)))))
+        grid = int(min(4096, max(2048, math.ceil(1.0 / (p * dk)))))
         grid += grid % 2
-    freq = torch.fft.fftfreq(int(grid), d=p, dtype=torch.float64)
+    grid = int(grid)
+    half = grid // 2
+    freq = torch.arange(half + 1, dtype=torch.float64) / (grid * p)
+    mult = torch.full((half + 1,), 2.0, dtype=torch.float64)
+    mult[0] = 1.0
+    mult[half] = 1.0  # the Nyquist line appears once (as -N/2) in an even FFT grid
     ky, kx = torch.meshgrid(freq, freq, indexing="ij")
-    return ky, kx, 1.0 / (int(grid) * p)
+    return ky, kx, 1.0 / (grid * p), mult[:, None] * mult[None, :], grid
 
 
 class SnrCalculator:
@@ -518,7 +531,7 @@ class SnrCalculator:
     def __init__(self, params: ImagingParameters, grid: int | None = None,
                  highpass: float | None = None, n_samples: int = 4096) -> None:
         self.params = params.validate()
-        ky, kx, dk = frequency_grid(params, grid)
+        ky, kx, dk, multiplicity, n_grid = frequency_grid(params, grid)
         k = torch.sqrt(kx**2 + ky**2)
         pp = params
         defocus = 0.0 if pp.phase_plate else pp.defocus
@@ -527,6 +540,7 @@ class SnrCalculator:
                                    pp.amplitude_contrast, shift)
         sigma_e = interaction_constant(pp.voltage_kv)
         weight = (2.0 * sigma_e) ** 2 * ctf**2 * dqe_curve(pp, ky, kx)
+        del ctf
         weight = weight * exposure_power(pp, k) * torch.exp(-0.5 * pp.b_factor * k**2)
         mask = k > 0
         if pp.lowpass is not None:
@@ -535,7 +549,8 @@ class SnrCalculator:
         if highpass is not None:
             mask &= k >= 1.0 / highpass
         kk = k[mask]
-        w = weight[mask] * dk**2  # includes the area element
+        w = weight[mask]
+        mult = multiplicity[mask]
         # P depends on |k| only: bin the weights onto a fine radial grid with linear
         # interpolation weights, which equals interpolating P at every grid point
         self.k_samples = np.linspace(0.0, float(kk.max()) if kk.numel() else 1.0, n_samples)
@@ -549,29 +564,37 @@ class SnrCalculator:
             out += torch.bincount(lo + 1, weights=values * frac, minlength=n_samples + 1
                                   )[:n_samples]
             return out.numpy()
-        self.weight = radial(w)
-        self.angular_weight = radial(w * (2 * math.pi * kk) ** 2)
+        counts = radial(mult)
+        total = radial(w * mult)
+        self.weight = total * dk**2  # includes the area element
+        self.angular_weight = radial(w * mult * (2 * math.pi * kk) ** 2) * dk**2
+        self.weight_mean = np.where(counts > 0, total / np.maximum(counts, 1e-300), 0.0)
         fluence_factor, amplitude = thickness_factor(pp)
         self.effective_fluence = pp.fluence * fluence_factor
         self.noise_scale = amplitude**2 / (1.0 + pp.background_noise)
-        self.grid = int(ky.shape[0])
+        self.grid = n_grid
 
     def snr(self, spectrum: ScatteringSpectrum) -> SnrResult:
         """Expected SNR of the target with ``spectrum`` (eq. 1 of the module docstring)."""
         power, incoherent = spectrum.at(self.k_samples)
-        norm = float((self.weight * power).sum()) * self.noise_scale
+        # self-whitening: the image's power relative to the shot noise is
+        # 1 + rho * n_eff * W * P, and the search divides by it (docs/THEORY.md section 7)
+        rho = self.params.particle_density * 1e-8  # per A^2
+        h2 = 1.0 / (1.0 + rho * self.effective_fluence * self.noise_scale
+                    * self.weight_mean * power)
+        norm = float((self.weight * power * h2).sum()) * self.noise_scale
         snr2 = self.effective_fluence * norm
         # angular information: only the atoms' fluctuations (not the smooth envelope)
         phi2 = sphere_form_factor(self.k_samples, spectrum.radius) ** 2
-        info = (self.angular_weight * spectrum.second_moment * incoherent * (1.0 - phi2)
+        info = (self.angular_weight * spectrum.second_moment * incoherent * (1.0 - phi2) * h2
                 ).sum() * self.noise_scale * self.effective_fluence
         sigma = math.degrees(1.0 / math.sqrt(info)) if info > 0 else math.inf
         snr_t = None
         if spectrum.template_power is not None and spectrum.cross_power is not None:
             tp = np.interp(self.k_samples, spectrum.k, spectrum.template_power, right=0.0)
             cp = np.interp(self.k_samples, spectrum.k, spectrum.cross_power, right=0.0)
-            t_norm = float((self.weight * tp).sum()) * self.noise_scale
-            cross = float((self.weight * cp).sum()) * self.noise_scale
+            t_norm = float((self.weight * tp * h2).sum()) * self.noise_scale
+            cross = float((self.weight * cp * h2).sum()) * self.noise_scale
             if t_norm > 0:
                 snr_t = math.sqrt(self.effective_fluence) * cross / math.sqrt(t_norm)
         return SnrResult(snr=math.sqrt(max(snr2, 0.0)), mass_da=spectrum.mass_da,
