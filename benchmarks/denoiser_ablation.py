@@ -36,8 +36,8 @@ SHARED = Path(os.environ.get("DIFFTM_SHARED_DATA",
 
 def _coarse_maxima(mic: Path, tpl: Path, out: Path, px: float, defocus: float, step: float,
                    diameter: float):
-    from difftm.search.accelerated import CANDIDATE_SUPPRESSION
-    from difftm.search.accelerated_run import coarse_config
+    from difftm.accelerate.run import coarse_config
+    from difftm.accelerate.search import CANDIDATE_SUPPRESSION
     from difftm.search.config import SearchConfig
     from difftm.search.engine import run_search
     from difftm.stats.peaks import pick_peaks

@@ -52,10 +52,10 @@ def _crop_size(box: int, minimum: int) -> int:
 def run_cell(target: str, pixel_size: float, fluence: float, background: str, seed: int,
              step: float, n_particles: int | None, workdir: Path, min_crop: int) -> dict:
     """Simulate, search and score one cell; returns a JSON-able dict."""
+    from difftm.accelerate.search import grid_matched_lowpass
     from difftm.evaluate import score_detections
     from difftm.io.models import load_model
     from difftm.io.mrc import read_mrc, write_mrc
-    from difftm.search.accelerated import grid_matched_lowpass
     from difftm.search.config import SearchConfig
     from difftm.search.engine import run_search
     from difftm.search.particles import METRICS, call_particles

@@ -22,18 +22,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from difftm.accelerate.search import (
+    Candidates,
+    candidate_threshold,
+    merge_refined,
+    retained_fraction,
+)
 from difftm.cli.main import app
 from difftm.evaluate import score_detections
 from difftm.geometry.euler import euler_to_matrix, rotation_angle_deg
 from difftm.geometry.grids import grid_size
 from difftm.io.models import load_model
 from difftm.io.mrc import write_mrc
-from difftm.search.accelerated import (
-    Candidates,
-    candidate_threshold,
-    merge_refined,
-    retained_fraction,
-)
 from difftm.search.config import SearchConfig
 from difftm.search.engine import SUMMARY_NAME, run_search
 from difftm.search.particles import call_particles

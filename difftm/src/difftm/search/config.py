@@ -95,7 +95,7 @@ class SearchConfig(BaseModel):
         "pixels.")
     strategy: Literal["exhaustive", "accelerated"] = Field(
         "exhaustive", description="exhaustive: every orientation of the grid; accelerated: "
-        "a coarse pass, candidates and gradient refinement (difftm.search.accelerated).")
+        "a coarse pass, candidates and gradient refinement (difftm.accelerate.search).")
     coarse_out_of_plane_step: float = Field(
         12.0, gt=0, le=90, description="Accelerated: out-of-plane step of the coarse pass.")
     coarse_in_plane_step: float | None = Field(

@@ -239,7 +239,7 @@ def _run_search_locked(
         apply_threads(threads)
     device = resolve_device(cfg.device)
     if cfg.strategy == "accelerated":
-        from difftm.search.accelerated_run import run_accelerated
+        from difftm.accelerate.run import run_accelerated
 
         result = run_accelerated(cfg, image, volume, device, fingerprint, progress,
                                  stop_after_chunks, on_plan)
