@@ -55,7 +55,11 @@ def slices_figure(path: Path, volume: np.ndarray, title: str = "") -> Path:
     """The three central slices (z, y, x) of a volume."""
     d = volume.shape[0]
     fig = Figure(figsize=(9.0, 3.2))
-    lo, hi = np.percentile(volume, [0.5, 99.5])
+    # Grey levels from the slices themselves: the 1st percentile to the maximum (a
+    # particle fills a few per cent of the box, so a high percentile would saturate it).
+    shown = np.concatenate([volume[d // 2].ravel(), volume[:, d // 2].ravel(),
+                            volume[:, :, d // 2].ravel()])
+    lo, hi = float(np.percentile(shown, 1.0)), float(shown.max())
     for k, (name, sl) in enumerate((("xy (z = D/2)", volume[d // 2]),
                                     ("xz (y = D/2)", volume[:, d // 2]),
                                     ("yz (x = D/2)", volume[:, :, d // 2]))):
@@ -79,6 +83,9 @@ def orientation_figure(path: Path, angles: np.ndarray) -> Path:
     fig.colorbar(hb, ax=ax, shrink=0.7, label="particles")
     ax.set_title(f"orientation distribution ({len(angles)} particles)", fontsize=9)
     ax.grid(True, lw=0.4)
+    ax.set_xticklabels([])
+    ax.set_xlabel("rot (longitude, -180 to 180 deg)", fontsize=8)
+    ax.set_ylabel("90 - tilt (deg)", fontsize=8)
     return _save(fig, path)
 
 
