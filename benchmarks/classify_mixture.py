@@ -44,14 +44,9 @@ SHARED = Path(os.environ.get("DIFFTM_SHARED_DATA",
 def reliability(p: np.ndarray, truth: np.ndarray, bins: int = 10, min_count: int = 10):
     """``(bin mean predicted, observed frequency, counts, ECE, max gap over bins with >=
     min_count)`` of posterior ``p`` of an event against its 0/1 ``truth``."""
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    pred, obs, cnt = np.full(bins, np.nan), np.full(bins, np.nan), np.zeros(bins, int)
-    for b in range(bins):
-        m = idx == b
-        cnt[b] = int(m.sum())
-        if cnt[b]:
-            pred[b], obs[b] = float(p[m].mean()), float(truth[m].mean())
+    from difftm.report.classify_report import reliability_bins
+
+    pred, obs, cnt = reliability_bins(p, truth, bins)
     ok = cnt > 0
     ece = float(np.sum(cnt[ok] * np.abs(pred[ok] - obs[ok])) / max(cnt.sum(), 1))
     big = cnt >= min_count
