@@ -243,7 +243,7 @@ def test_classify_command_end_to_end(tmp_path):
     assert res.exit_code == 0, res.output
     out = tmp_path / "classes.star"
     res = runner.invoke(app, ["classify", str(run), "--particles", str(parts), "--templates",
-                              str(ta), str(tb), "-o", str(out), "--steps", "6",
+                              str(ta), str(tb), "-o", str(out), "--steps", "6", "--starts", "1",
                               "--bootstrap", "20"])
     assert res.exit_code == 0, res.output
     assert "populations full" in res.output

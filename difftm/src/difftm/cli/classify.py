@@ -39,6 +39,9 @@ def _classify(
              "fitted by maximum likelihood in 0.5-4) [unit].")] = "unit",
     steps: Annotated[int, typer.Option(
         help="Gradient steps per refinement stage (3 stages) [30].")] = 30,
+    starts: Annotated[int, typer.Option(
+        help="Starting poses per refinement: 1 (the table's pose) to 5 (also +-2 deg about "
+             "the image x and y axes) [5].")] = 5,
     refine_defocus: Annotated[bool, typer.Option(
         "--refine-defocus/--no-refine-defocus",
         help="Refine each particle's defocus under each template [on].")] = True,
@@ -62,7 +65,7 @@ def _classify(
     templates), difftmClassPosterior<k>, difftmClassSNR<k>, difftmNaiveClass (highest SNR),
     difftmClassChi2 (fit to its class; large: no template describes it), and the pose,
     centre, defocus and SNR refined under its class's template."""
-    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.atomic import check_writable
     from difftm.search.device import resolve_device
     from difftm.threads import apply_threads
 
@@ -81,6 +84,7 @@ def _classify(
     if noise not in ("unit", "fitted"):
         raise ValueError(f"--noise must be unit or fitted, got {noise!r}")
     check_number("--steps", steps, 1, 1000)
+    check_number("--starts", starts, 1, 5)
     check_number("--bootstrap", bootstrap, 0, 100000)
     csv_path, html_path = output.with_suffix(".csv"), output.with_suffix(".html")
     for path in (output, csv_path) + ((html_path,) if report else ()):
@@ -108,14 +112,16 @@ def _classify(
     t0 = time.perf_counter()
     try:
         res = classify_particles(run, particles, paths, noise=noise,
-                                 schedule=GradientSchedule(steps=steps),
+                                 schedule=GradientSchedule(
+                                     steps=steps,
+                                     start_offsets_deg=GradientSchedule.start_offsets_deg[
+                                         :starts]),
                                  refine_defocus=refine_defocus, device=device,
                                  bootstrap=bootstrap, seed=seed, progress=progress)
     finally:
         reporter.close()
     seconds = time.perf_counter() - t0
-    write_outputs(res, output, csv_path, html_path if report else None, seconds, overwrite,
-                  atomic_output)
+    write_outputs(res, output, csv_path, html_path if report else None, seconds, overwrite)
     names = [p.stem for p in paths]
     fit = res.fit
     pops = ", ".join(f"{n} {w:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if bootstrap else "")
@@ -128,8 +134,10 @@ def _classify(
 
 
 def write_outputs(res, output: Path, csv_path: Path, html_path: Path | None, seconds: float,
-                  overwrite: bool, atomic_output) -> None:
-    """Write the STAR, the CSV and (optionally) the HTML report of a classification."""
+                  overwrite: bool) -> None:
+    """Write the STAR and the CSV of a classification as one unit (both or neither), then
+    (optionally) the HTML report with its figures."""
+    from difftm.io.atomic import atomic_output, output_unit
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
 
     table = res.table
@@ -150,9 +158,10 @@ def write_outputs(res, output: Path, csv_path: Path, html_path: Path | None, sec
         cols["micrograph"] = table["micrograph"].to_numpy()
     star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),
                                 pixel_size=cfg.pixel_size, figure_of_merit="snr")
-    write_particles_star(output, star, optics, overwrite=overwrite)
-    with atomic_output(csv_path, overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    with output_unit():
+        write_particles_star(output, star, optics, overwrite=overwrite)
+        with atomic_output(csv_path, overwrite=overwrite) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
     if html_path is not None:
         from difftm.report.classify_report import classify_figures, classify_section
         from difftm.report.html import write_report
