@@ -15,12 +15,16 @@ The prediction is :func:`difftm.theory.snr.expected_snr` of the model's own spec
 (:func:`difftm.theory.snr.model_spectrum`) with the simulator's physics: detector
 ``counting`` (the pixel-aperture DQE of Poisson counts of pixel-averaged intensities),
 no thickness loss, the same fluence, defocus, voltage, Cs, amplitude contrast and solvent.
-The mass-only prediction (average protein of the model's mass, no hydrogens where the model
-has none) is reported beside it.
+Columns: ``predicted`` (ideal matched filter, eq. 2.2 of docs/THEORY.md), ``mass-only``
+(average protein of the model's mass, no hydrogens where the model has none), ``ideal``
+(``sqrt(N0 sum c^2)`` per particle from the simulator's noiseless image), ``w/tmpl`` (eq. 2.3:
+difftm's solvent-free template) and ``search`` (eq. 2.3 with the crop's particle density in
+the whitening, eq. 7.1): the prediction for what the scorer measures, whose ratio is the
+issue's check (within 20 %).
 
     python benchmarks/mwlimit_validation.py --json out.json --figure out.png
 
-The last line is ``targets=N worst_ratio=... mean_abs_error=...`` (measured / predicted).
+The last line is ``targets=N worst_ratio=... mean_abs_error=...`` (measured / ``search``).
 """
 
 from __future__ import annotations

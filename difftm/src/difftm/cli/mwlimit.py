@@ -93,9 +93,9 @@ def _mwlimit(
     kappa: Annotated[float, typer.Option(
         help="Required angular accuracy = KAPPA * resolution / diameter (radians).")] = 1.0,
     align_highpass: Annotated[float | None, typer.Option(
-        help="Alignment uses the signal between 1/ALIGN_HIGHPASS and 1/resolution, and "
-             "must also reach the detection threshold in that band [the preset's; else all "
-             "frequencies, angular precision only].")] = None,
+        help="Alignment uses only the signal between 1/ALIGN_HIGHPASS and 1/resolution "
+             "(SNR at the threshold and angular precision within KAPPA d/D in that band) "
+             "[the preset's; else all frequencies up to 1/resolution].")] = None,
     voxel: Annotated[float, typer.Option(
         help="Voxel size of a --model's 3D spectrum, A.")] = 1.0,
     json_path: Annotated[Path | None, typer.Option(
@@ -200,7 +200,9 @@ def _mwlimit(
     console.print(f"detection threshold {t:.2f} ({h}x{w} px, {orientations:g} orientations x "
                   f"{defocus_planes} defocus planes, {false_positives:g} false positive(s))")
     console.print(f"smallest detectable mass: {kda(limits.detectable_mass_da)}")
-    console.print(f"smallest alignable mass at {resolution:g} A (accuracy {kappa:g} d/D): "
+    console.print(f"smallest alignable mass at {resolution:g} A (SNR at the threshold and "
+                  f"angular accuracy {kappa:g} d/D with the signal to {resolution:g} A"
+                  + (f" from {align_highpass:g} A" if align_highpass else "") + "): "
                   f"{kda(limits.alignable_mass_da)}")
     if preset_entry is not None:
         console.print(f"published ({preset_entry.source}): ~{preset_entry.published_kda:g} kDa "
@@ -218,7 +220,8 @@ def _mwlimit(
     if figure is not None:
         from difftm.report.theory_figures import plot_snr_vs_mass
 
-        lo = min(masses_kda[0], 5.0) * 1e3
+        found = [v / 1e3 for v in (limits.detectable_mass_da, limits.alignable_mass_da) if v]
+        lo = min([masses_kda[0], 5.0] + [0.5 * v for v in found]) * 1e3
         hi = max(masses_kda[-1], 2000.0) * 1e3
         grid = np.geomspace(lo, hi, 40)
         curve = snr_curve(params, grid, resolution, kappa)

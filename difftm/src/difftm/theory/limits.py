@@ -3,11 +3,13 @@
 * Detection: the expected SNR of :mod:`difftm.theory.snr` meets the search's threshold for
   ``n_fp`` expected false positives per image, ``t = sqrt(2) erfcinv(2 n_fp / (N_pix N_search))``
   (:func:`difftm.stats.threshold.erfc_threshold`, the rule of ``difftm peaks``).
-* Alignment: the Cramer-Rao standard deviation of an angle estimated from one particle image
-  with the signal up to the target resolution ``d`` meets the accuracy a reconstruction at
-  ``d`` needs, ``dtheta = kappa * d / D`` (radians; ``D`` the particle diameter: a rotation
-  error ``dtheta`` moves the particle's edge by ``dtheta D / 2``; ``kappa = 1`` allows half a
-  resolution element there, Henderson 1995's requirement).
+* Alignment: with the signal up to the target resolution ``d`` (optionally from a high-pass
+  ``1/align_highpass`` on), (a) the SNR reaches the same threshold, so that the particle's
+  position and orientation are found rather than a noise peak, and (b) the Cramer-Rao
+  standard deviation of an angle meets the accuracy a reconstruction at ``d`` needs,
+  ``dtheta = kappa * d / D`` (radians; ``D`` the particle diameter: a rotation error
+  ``dtheta`` moves the particle's edge by ``dtheta D / 2``; ``kappa = 1`` allows half a
+  resolution element there). Condition (a) is the binding one in practice.
 
 docs/THEORY.md derives both and the published parameter sets of :data:`PUBLISHED`.
 """
@@ -143,13 +145,15 @@ def mass_limits(params: ImagingParameters, space: SearchSpace | None = None,
         resolution: target resolution for the alignment criterion, A.
         kappa: factor of the required angular accuracy ``kappa * d / D``.
         threshold: detection threshold overriding the one of ``space``.
-        align_highpass: when given (A), alignment uses the band from ``1/align_highpass``
-            to ``1/resolution`` and must also reach the detection threshold in it.
+        align_highpass: when given (A), alignment uses only the band from
+            ``1/align_highpass`` to ``1/resolution`` (default: all frequencies up to
+            ``1/resolution``); in that band the SNR must reach the detection threshold (the
+            particle and its orientation are found) and the Cramer-Rao precision must meet
+            the required accuracy.
     """
     space = space or SearchSpace()
     t = float(threshold) if threshold is not None else space.threshold()
-    align = smallest_alignable_mass(params, resolution, kappa,
-                                    threshold=t if align_highpass is not None else None,
+    align = smallest_alignable_mass(params, resolution, kappa, threshold=t,
                                     highpass=align_highpass)
     return MassLimits(threshold=t,
                       detectable_mass_da=smallest_detectable_mass(params, t),
