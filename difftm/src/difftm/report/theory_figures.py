@@ -84,6 +84,9 @@ def plot_validation(results: list[dict], path: Path) -> Path:
             label="predicted (difftm template)")
     ax.plot(mass, [r["predicted_mass"] for r in results], "x", color="C2",
             label="predicted from mass only")
+    if all("predicted_search" in r for r in results):
+        ax.plot(mass, [r["predicted_search"] for r in results], "D", mfc="none", color="C3",
+                label="predicted for the search (template + self-whitening)")
     for r in results:
         ax.annotate(r["target"].split(".")[0].upper(), (r["mass_kda"], r["measured_mean"]),
                     fontsize=6, xytext=(3, -9), textcoords="offset points")
@@ -91,13 +94,18 @@ def plot_validation(results: list[dict], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("mass (kDa)")
     ax.set_ylabel("SNR")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, loc="upper left")
     ax.grid(True, which="both", alpha=0.3)
     ratio = [r["ratio"] for r in results]
     err = [r["measured_sem"] / r["predicted"] for r in results]
     ax2.errorbar(mass, ratio, yerr=err, fmt="o", color="k", label="measured / ideal")
     ax2.plot(mass, [r["ratio_template"] for r in results], "^", mfc="none", color="C1",
              label="measured / with template")
+    if all("ratio_search" in r for r in results):
+        ax2.errorbar(mass, [r["ratio_search"] for r in results],
+                     yerr=[r["measured_sem"] / r["predicted_search"] for r in results],
+                     fmt="D", color="C3", mfc="C3",
+                     label="measured / predicted for the search (the check)")
     ax2.axhspan(0.8, 1.2, color="C2", alpha=0.12, label="+-20 %")
     ax2.axhline(1.0, color="0.5", lw=0.8)
     ax2.set_xscale("log")
