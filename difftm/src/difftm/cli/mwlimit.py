@@ -96,8 +96,9 @@ def _mwlimit(
         help="Alignment uses only the signal between 1/ALIGN_HIGHPASS and 1/resolution "
              "(SNR at the threshold and angular precision within KAPPA d/D in that band) "
              "[the preset's; else all frequencies up to 1/resolution].")] = None,
-    voxel: Annotated[float, typer.Option(
-        help="Voxel size of a --model's 3D spectrum, A.")] = 1.0,
+    voxel: Annotated[float | None, typer.Option(
+        help="Voxel size of a --model's 3D spectrum, A [half the pixel size; coarser when "
+             "the box would exceed 256].")] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write every number as JSON here.")] = None,
     figure: Annotated[Path | None, typer.Option(
@@ -148,6 +149,8 @@ def _mwlimit(
                             ("--orientations", orientations, 1.0),
                             ("--false-positives", false_positives, 0.0),
                             ("--voxel", voxel, 0.0)):
+        if value is None:
+            continue
         check_number(opt, value, low, None, low_open=low == 0.0)
     check_number("--defocus-planes", defocus_planes, 1, None)
     check_number("--threshold", threshold, 0.0, None, low_open=True)
@@ -173,7 +176,7 @@ def _mwlimit(
         from difftm.theory.snr import model_spectrum
 
         atoms = load_model(model)
-        spec = model_spectrum(atoms, voxel_size=voxel,
+        spec = model_spectrum(atoms, voxel_size=voxel or params.pixel_size / 2.0,
                               solvent_potential=params.solvent_potential)
         res = calc.snr(spec)
         model_info = {"name": Path(model).name, "mass_da": spec.mass_da, "snr": res.snr,
