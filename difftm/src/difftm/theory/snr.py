@@ -17,7 +17,8 @@ Specimen thickness multiplies ``n_e`` by ``exp(-t / lambda_in)`` with an energy 
 inelastically scattered electrons are removed with their signal) and the signal amplitude by
 ``exp(-t / lambda_in)`` without one (they add shot noise but no coherent signal); an extra
 background (e.g. the structural noise of cellular material) of variance ``b`` times the shot
-noise divides ``SNR^2`` by ``1 + b``.
+noise divides ``SNR^2`` by ``1 + b``. With ``rho`` particles per unit area, the search's
+whitening by the image's own spectrum turns ``W P`` into ``W P / (1 + rho n_e W P)``.
 
 ``P(k)`` comes from an atomic model (:func:`model_spectrum`: 3D FFT of the voxel-averaged
 potential of :func:`difftm.physics.potential.simulate_potential` minus the displaced solvent,
@@ -30,7 +31,7 @@ average protein composition placed at random in a sphere, ``P = sum a_i^2 (1 - P
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -484,7 +485,6 @@ class SnrResult:
     signal_norm: float
     grid: int
     snr_template: float | None = None
-    extras: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary."""
