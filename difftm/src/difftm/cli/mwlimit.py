@@ -25,7 +25,8 @@ DEFAULT_MASSES_KDA = (5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 def _mwlimit(
     mass: Annotated[list[float] | None, typer.Option(
-        "--mass", help="Target mass in kDa (repeatable) [a range from 5 to 2000 kDa].")] = None,
+        "--mass", metavar="KDA",
+        help="Target mass in kDa (repeatable) [a range from 5 to 2000 kDa].")] = None,
     model: Annotated[Path | None, typer.Option(
         "--model", help="Atomic model (PDB/mmCIF, optionally gzip): its own scattering "
         "power instead of average protein.")] = None,
@@ -72,6 +73,9 @@ def _mwlimit(
     background_noise: Annotated[float | None, typer.Option(
         help="Extra noise variance in units of the shot noise (cellular background) [0].")
     ] = None,
+    particle_density: Annotated[float | None, typer.Option(
+        help="Copies of the target per square micrometre: the search's whitening by the "
+             "image's own spectrum then down-weights their signal [0].")] = None,
     solvent_potential: Annotated[float | None, typer.Option(
         help="Mean inner potential of the displaced medium, V [3.5, vitreous ice].")] = None,
     atomic_b_factor: Annotated[float | None, typer.Option(
@@ -131,6 +135,7 @@ def _mwlimit(
         "inelastic_mfp_nm": mean_free_path, "energy_filter": energy_filter,
         "background_noise": background_noise, "solvent_potential": solvent_potential,
         "atomic_b_factor": atomic_b_factor, "hydrogens": hydrogens,
+        "particle_density": particle_density,
     }
     base = ImagingParameters()
     preset_entry = None
