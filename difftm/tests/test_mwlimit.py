@@ -81,6 +81,18 @@ def test_dqe_and_thickness_factors():
     assert noisy == pytest.approx(0.5, rel=1e-9)
 
 
+def test_dqe_curve_from_a_file_and_named_detectors(tmp_path):
+    curve = tmp_path / "dqe.txt"
+    curve.write_text("# fraction of Nyquist, DQE\n0 0.5\n1 0.5\n")
+    base = expected_snr(50e3, FAST).snr
+    flat = expected_snr(50e3, FAST.with_(detector=str(curve))).snr
+    assert flat / base == pytest.approx(math.sqrt(0.5), rel=1e-6)
+    # the pixel aperture of a counting detector and the K3 MTF lose signal at high k
+    counting = expected_snr(50e3, FAST.with_(detector="counting")).snr
+    k3 = expected_snr(50e3, FAST.with_(detector="k3", dqe0=1.0)).snr
+    assert k3 < counting < base
+
+
 def test_eq1_against_an_independent_numpy_integral():
     """SNR^2 = F (2 sigma_e)^2 sum_k CTF^2 P(|k|) dk^2 over the Nyquist square, done here
     with numpy on its own grid (phase plate, A = 0, Cs = 0: CTF^2 = 1; perfect detector)."""
