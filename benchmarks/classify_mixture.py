@@ -54,20 +54,32 @@ def reliability(p: np.ndarray, truth: np.ndarray, bins: int = 10, min_count: int
     return pred, obs, cnt, ece, gap
 
 
-def make_pair(folder: Path, pixel_size: float):
-    """The two states' atoms, their templates (one box, one centre) and the mass ratio."""
+#: State pairs: name -> (model file, chains to delete, residue ranges to delete, label).
+PAIRS = {
+    "3enl-ndomain": ("3enl.pdb.gz", (), (("A", 1, 126),),
+                     "3ENL vs 3ENL without residues 1-126 (N-terminal domain)"),
+    "7pbl-chainA": ("7pbl.pdb.gz", ("A",), (),
+                    "7PBL vs 7PBL without chain A (one RuvB subunit)"),
+}
+
+
+def make_pair(folder: Path, pixel_size: float, pair: str = "3enl-ndomain"):
+    """The two states' atoms, their templates (one box, one centre), the removed mass
+    fraction and a label."""
     from difftm.classify.mixture import write_model_without
     from difftm.io.models import centre_of_mass, load_model, molecular_mass_da
     from difftm.simulate.template import simulate_template, suggest_box
 
-    src = SHARED / "pdb" / "3enl.pdb.gz"
-    part = write_model_without(src, folder / "3enl_without_1-126.cif",
-                               residues=[("A", 1, 126)], overwrite=True)
+    name, chains, residues, label = PAIRS[pair]
+    src = SHARED / "pdb" / name
+    part = write_model_without(src, folder / f"{pair}.cif", chains=chains,
+                               residues=residues, overwrite=True)
     full, cut = load_model(src), load_model(part)
     centre = centre_of_mass(full)
     box = suggest_box(full, pixel_size)
     vols = [simulate_template(m, pixel_size, box, centre=centre).numpy() for m in (full, cut)]
-    return (full, cut), vols, centre, box, 1 - molecular_mass_da(cut) / molecular_mass_da(full)
+    removed = 1 - molecular_mass_da(cut) / molecular_mass_da(full)
+    return (full, cut), vols, centre, box, removed, label
 
 
 def run_condition(models, vols, centre, box, pixel_size, n, fraction, fluence, seed):
@@ -168,6 +180,7 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     """Parse arguments, run every condition, print a table and a summary line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pair", choices=sorted(PAIRS), default="3enl-ndomain")
     ap.add_argument("--n", type=int, default=64, help="particles per condition")
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8])
     ap.add_argument("--fluences", type=float, nargs="+", default=[10.0, 20.0])
@@ -184,8 +197,9 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        models, vols, centre, box, cut = make_pair(Path(tmp), args.pixel_size)
-    print(f"3ENL vs 3ENL without residues 1-126: {cut:.1%} of the mass removed, box {box}")
+        models, vols, centre, box, cut, label = make_pair(Path(tmp), args.pixel_size,
+                                                          args.pair)
+    print(f"{label}: {cut:.1%} of the mass removed, {args.pixel_size:g} A/px, box {box}")
     print(f"{'frac':>5} {'fluence':>7} {'SNR':>5} {'rho':>5} {'acc EM':>6} {'acc naive':>9} "
           f"{'pop EM [95%]':>20} {'pop naive':>9} {'err EM':>6} {'err naive':>9} "
           f"{'ECE':>5} {'gap':>5} {'sigma fit':>9} {'acc/err/ECE fitted':>18}")
@@ -214,6 +228,7 @@ def main() -> None:
           f"particles {gap:.3f}; {machine}")
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine, "mass_removed": cut,
+                                         "pair": args.pair, "pixel_size": args.pixel_size,
                                          "results": results}, indent=1))
     if args.figure is not None:
         plot(results, args.figure)

@@ -146,6 +146,29 @@ def test_em_weights_and_inputs_are_checked():
         fit_mixture(s, g, noise="none")
 
 
+def test_models_without_chains_or_residues(tmp_path):
+    """gemmi deletions keep the model frame: the remaining atoms are the original ones."""
+    from difftm.classify.mixture import write_model_without
+    from difftm.io.models import load_model
+
+    src = model_path("4e43.pdb.gz")
+    full = load_model(src)
+    out = write_model_without(src, tmp_path / "no_b.cif", chains=["B"])
+    cut = load_model(out)
+    assert 0 < len(cut) < len(full)
+    kept = {tuple(np.round(p, 3)) for p in full.positions_angstrom}
+    assert all(tuple(np.round(p, 3)) in kept for p in cut.positions_angstrom)
+    part = load_model(write_model_without(src, tmp_path / "part.cif",
+                                          residues=[("A", 1, 50)]))
+    assert len(cut) < len(part) < len(full)
+    with pytest.raises(ValueError, match="no chain 'Z'"):
+        write_model_without(src, tmp_path / "z.cif", chains=["Z"])
+    with pytest.raises(ValueError, match="no residues"):
+        write_model_without(src, tmp_path / "r.cif", residues=[("A", 5000, 6000)])
+    with pytest.raises(FileExistsError):
+        write_model_without(src, out, chains=["B"])
+
+
 # -- planted states ------------------------------------------------------------------------
 PX = 1.5
 
