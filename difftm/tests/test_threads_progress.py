@@ -63,6 +63,8 @@ def test_physical_cores_counts_cores_not_hyperthreads(tmp_path):
 def test_default_leaves_out_cores_busy_with_other_processes(tmp_path, monkeypatch):
     import difftm.threads as th
 
+    for var in ("DIFFTM_THREADS", "OMP_NUM_THREADS"):  # the environment would win
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(th, "available_cores", lambda: 4)
     monkeypatch.setattr(th, "physical_cores", lambda: 4)
     monkeypatch.setattr(th, "_allowed_cpus", lambda: [0, 1, 2, 3])
