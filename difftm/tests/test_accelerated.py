@@ -229,3 +229,19 @@ def test_cli_accelerated_reports_its_work(planted, tmp_path):
         "--pixel-size", str(PX), "--defocus-u", str(DEFOCUS), "--strategy", "fastest"])
     assert bad.exit_code == 2 and "strategy" in bad.output and "Traceback" not in bad.output
     assert math.isfinite(float(cfg.coarse_in_plane_step_resolved))
+
+
+@pytest.mark.slow
+def test_accelerated_resumes_bit_identically(planted, tmp_path):
+    """Killed during the coarse pass, the same command resumes from the checkpoint and
+    gives the maps of an uninterrupted run."""
+    from difftm.search.engine import SearchInterrupted
+
+    _, cfg, result = planted
+    again = cfg.model_copy(update={"output": tmp_path / "resumed", "chunk_batches": 20})
+    with pytest.raises(SearchInterrupted):
+        run_search(again, stop_after_chunks=2)
+    assert (again.output / "checkpoint.npz").exists()
+    resumed = run_search(again)
+    for name, arr in result.maps.items():
+        assert np.array_equal(resumed.maps[name], arr), name
