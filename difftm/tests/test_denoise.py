@@ -1,13 +1,12 @@
-"""The coarse-pass denoiser: tiled inference, training, weights files, the CLI's checks."""
+"""The denoiser studied for the coarse pass (not used by the search: docs/ACCELERATED.md):
+tiled inference, training, weights files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from difftm.cli.main import app
 from difftm.denoise.model import Denoiser, denoise, load_denoiser, normalise, save_denoiser
 from difftm.denoise.train import TrainingSettings, train_denoiser, training_pairs
 
@@ -74,17 +73,3 @@ def test_weights_round_trip_and_bad_files(tmp_path):
         load_denoiser(bad)
     with pytest.raises(FileNotFoundError, match="none.pt"):
         load_denoiser(tmp_path / "none.pt")
-
-
-def test_cli_checks_before_training(tmp_path):
-    runner = CliRunner()
-    model = str(model_path("1ubi.pdb.gz"))
-    res = runner.invoke(app, ["train-denoiser", model, "-o", str(tmp_path / "w.txt")])
-    assert res.exit_code == 2 and ".pt" in res.output and "Traceback" not in res.output
-    (tmp_path / "w.pt").write_bytes(b"x")
-    res = runner.invoke(app, ["train-denoiser", model, "-o", str(tmp_path / "w.pt")])
-    assert res.exit_code == 2 and "w.pt" in res.output
-    assert (tmp_path / "w.pt").read_bytes() == b"x"
-    res = runner.invoke(app, ["train-denoiser", str(tmp_path / "none.pdb"), "-o",
-                              str(tmp_path / "v.pt")])
-    assert res.exit_code == 2 and "none.pdb" in res.output

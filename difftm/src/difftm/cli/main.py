@@ -24,7 +24,6 @@ from difftm.cli import (  # issues 16, 17
     refine,
     search,
     simulate,
-    train_denoiser,
 )
 from difftm.cli.errors import OneLineGroup
 from difftm.cli.simulate import HELP_MARKUP
@@ -48,7 +47,7 @@ app = typer.Typer(
 # Subcommand modules; each defines ``register(app: typer.Typer) -> None``.
 for _module in (simulate, search, peaks, refine, reconstruct, orientations, demo, info, fetch):
     _module.register(app)
-for _module in (classify, constrained, mwlimit, train_denoiser):  # issues 13, 16, 17
+for _module in (classify, constrained, mwlimit):  # issues 16, 17
     _module.register(app)
 
 

@@ -17,9 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Weights shipped with the package (trained by ``difftm train-denoiser``).
-DEFAULT_WEIGHTS = Path(__file__).with_name("weights.pt")
-
 
 class Denoiser(nn.Module):
     """``depth`` 3x3 convolutions of ``width`` channels with ReLU; output = input - noise."""
@@ -54,17 +51,16 @@ def save_denoiser(model: Denoiser, path: Path, info: dict) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
-def load_denoiser(path: Path | None = None) -> tuple[Denoiser, dict]:
-    """The network stored at ``path`` (default: the shipped weights) and its info.
+def load_denoiser(path: Path) -> tuple[Denoiser, dict]:
+    """The network stored at ``path`` (:func:`save_denoiser`) and its info.
 
     Raises:
         FileNotFoundError: no weights file.
         ValueError: the file is not a difftm denoiser.
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no denoiser weights (train them with "
-                                "`difftm train-denoiser`)")
+        raise FileNotFoundError(f"{path}: no denoiser weights here")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
         model = Denoiser(int(data["width"]), int(data["depth"]))
@@ -83,11 +79,9 @@ def normalise(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     return ((img - mean) / max(sd, 1e-30)).astype(np.float32), mean, sd
 
 
-def denoise(image: np.ndarray, model: Denoiser | None = None, tile: int = 512) -> np.ndarray:
+def denoise(image: np.ndarray, model: Denoiser, tile: int = 512) -> np.ndarray:
     """The clean-contrast estimate of a micrograph (normalised units, float32), computed in
     overlapping tiles (identical to one pass: the margin covers the receptive field)."""
-    if model is None:
-        model, _ = load_denoiser()
     x, _, _ = normalise(image)
     h, w = x.shape
     m = model.receptive_radius + 1
