@@ -120,12 +120,77 @@ def inp(tmp_path_factory) -> Inputs:
     raw = bytearray(huge_header.read_bytes())
     raw[0:8] = np.array([100000, 100000], np.int32).tobytes()
     huge_header.write_bytes(bytes(raw))
+    _new_command_inputs(root, mic)
     run = root / "run"  # one real (tiny) search, for peaks and refine
     done = runner.invoke(app, _search(None, mic, tpl, run, "--no-whiten"))
     assert done.exit_code == 0, done.output
     return Inputs(root, tpl, mic, model, empty, garbage, truncated, bad_mode, nan_mrc,
                   zero_tpl, const_mic, nonutf8, star_nocols, folder, existing, bad_yaml,
                   bad_bundle, gz_bomb, run, huge_header)
+
+
+def _particles(path: Path, mic_name: str, n: int = 6, optics: dict | None = None,
+               **bad: float) -> Path:
+    """A particle STAR on ``mic_name`` (64 x 64 px at 2 A/px); ``bad`` sets row 2 of a column
+    (written with starfile, so that NaN and absurd values reach the readers)."""
+    import starfile
+
+    from difftm.io.star import make_optics_table, make_particles_table
+
+    rng = np.random.default_rng(0)
+    cols = {"x": rng.uniform(12, 52, n), "y": rng.uniform(12, 52, n),
+            "rot": rng.uniform(0, 360, n), "tilt": rng.uniform(0, 180, n),
+            "psi": rng.uniform(0, 360, n), "defocus_u": np.full(n, 9000.0),
+            "defocus_v": np.full(n, 9000.0), "defocus_angle": np.zeros(n)}
+    for name, value in bad.items():
+        cols[name][1] = value
+    table = make_particles_table(cols, micrograph_name=mic_name)
+    opt = make_optics_table(PX)
+    for label, value in (optics or {}).items():
+        opt[label] = [value]
+    starfile.write({"optics": opt, "particles": table}, path, overwrite=True)
+    return path
+
+
+def _new_command_inputs(root: Path, mic: Path) -> None:
+    """Inputs of reconstruct, classify and constrained-search (fixed names under ``root``)."""
+    write_mrc(root / "tpl_b.mrc", blob_volume(16, seed=5), PX)      # a second state
+    write_mrc(root / "tpl_box20.mrc", blob_volume(20, seed=5), PX)  # another box
+    write_mrc(root / "tpl_px3.mrc", blob_volume(16, seed=6), 3.0)   # another pixel size
+    _particles(root / "p_good.star", "mic.mrc")
+    _particles(root / "p_volts.star", "mic.mrc", optics={"rlnVoltage": 300000.0})
+    _particles(root / "p_cs_um.star", "mic.mrc", optics={"rlnSphericalAberration": 2700.0})
+    _particles(root / "p_defocus.star", "mic.mrc", defocus_u=1e12)
+    _particles(root / "p_defocus_nan.star", "mic.mrc", defocus_v=float("nan"))
+    _particles(root / "p_tilt_inf.star", "mic.mrc", tilt=float("inf"))
+    _particles(root / "p_far.star", "mic.mrc", x=1e9)
+    _particles(root / "p_on_garbage.star", "garbage.mrc")
+    _particles(root / "p_on_truncated.star", "truncated.mrc")
+    _particles(root / "p_on_missing.star", "no_such_mic.mrc")
+
+
+def _rec(i: Inputs, *extra: str, star: str = "p_good.star", out: str = "rec.mrc") -> list[str]:
+    return ["reconstruct", str(i.root / star), "-o", str(i.root / out), "--box", "16",
+            "--threads", "1", "--no-report", *extra]
+
+
+def _cls(i: Inputs, *extra: str, templates: tuple[str, ...] = ("tpl.mrc", "tpl_b.mrc"),
+         particles: str = "p_good.star", out: str = "cls.star") -> list[str]:
+    return ["classify", str(i.run), "--particles", str(i.root / particles), "--templates",
+            *(str(i.root / t) for t in templates), "-o", str(i.root / out), "--steps", "2",
+            "--starts", "1", "--bootstrap", "0", "--no-report", "--threads", "1", *extra]
+
+
+def _con(i: Inputs, *extra: str, template: str = "tpl_b.mrc", partners: str = "p_good.star",
+         out: str = "con.star") -> list[str]:
+    return ["constrained-search", str(i.run), str(i.root / template), "--constrain-to",
+            str(i.root / partners), "-o", str(i.root / out), "--radius", "4", "--cone", "4",
+            "--angle-step", "2", "--threads", "1", *extra]
+
+
+def _acc(i: Inputs, *extra: str, mic: Path | None = None) -> list[str]:
+    return _search(i, mic or i.mic, i.tpl, i.root / "acc", "--strategy", "accelerated",
+                   *extra)
 
 
 def _search(i: Inputs | None, mic, tpl, out, *extra) -> list[str]:
@@ -307,6 +372,179 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
                                        "--timeout", "0.01"], "existing.mrc"),
     # --- demo -------------------------------------------------------------------------------
     ("demo-output-is-file", lambda i: ["demo", "--output", str(i.existing)], "existing.mrc"),
+    # --- reconstruct ------------------------------------------------------------------------
+    ("rec-star-missing", lambda i: _rec(i, star="no.star"), "no.star"),
+    ("rec-star-empty", lambda i: _rec(i, star="empty.mrc"), "empty.mrc"),
+    ("rec-star-binary", lambda i: _rec(i, star="garbage.mrc"), "garbage.mrc"),
+    ("rec-star-nonutf8", lambda i: _rec(i, star="latin1.star"), "latin1.star"),
+    ("rec-star-nocols", lambda i: _rec(i, star="nocols.star"), ("nocols.star", "lacks")),
+    ("rec-star-is-dir", lambda i: _rec(i, star="a_folder.mrc"), "a_folder.mrc"),
+    ("rec-mic-garbage", lambda i: _rec(i, star="p_on_garbage.star"), "garbage.mrc"),
+    ("rec-mic-truncated", lambda i: _rec(i, star="p_on_truncated.star"), "truncated.mrc"),
+    ("rec-mic-missing", lambda i: _rec(i, star="p_on_missing.star"), "no_such_mic.mrc"),
+    ("rec-volts", lambda i: _rec(i, star="p_volts.star"),
+     ("p_volts.star", "rlnVoltage 300000 kV", "[10, 3000] kV")),
+    ("rec-cs-um", lambda i: _rec(i, star="p_cs_um.star"),
+     ("p_cs_um.star", "rlnSphericalAberration", "[0, 20] mm")),
+    ("rec-defocus-huge", lambda i: _rec(i, star="p_defocus.star"),
+     ("p_defocus.star", "row 2", "rlnDefocusU")),
+    ("rec-defocus-nan", lambda i: _rec(i, star="p_defocus_nan.star"),
+     ("p_defocus_nan.star", "rlnDefocusV")),
+    ("rec-tilt-inf", lambda i: _rec(i, star="p_tilt_inf.star"), ("p_tilt_inf.star",
+                                                                 "rlnAngleTilt")),
+    ("rec-centre-far", lambda i: _rec(i, star="p_far.star"), "mic.mrc"),
+    ("rec-box-zero", lambda i: _rec(i, "--box", "0"), "--box"),
+    ("rec-box-odd", lambda i: _rec(i, "--box", "15"), "--box"),
+    ("rec-box-huge", lambda i: _rec(i, "--box", "100000"), ("--box 100000", "--max-box")),
+    ("rec-max-box-zero", lambda i: _rec(i, "--max-box", "0"), "--max-box"),
+    ("rec-max-memory-nan", lambda i: _rec(i, "--max-memory", "nan"), "--max-memory"),
+    ("rec-max-memory", lambda i: _rec(i, "--max-memory", "1e-6"), "--max-memory"),
+    ("rec-symmetry-junk", lambda i: _rec(i, "--symmetry", "junk"), "--symmetry"),
+    ("rec-symmetry-huge", lambda i: _rec(i, "--symmetry", "C100000000"), "--symmetry"),
+    ("rec-mask-nan", lambda i: _rec(i, "--mask-diameter", "nan"), "--mask-diameter"),
+    ("rec-mask-negative", lambda i: _rec(i, "--mask-diameter", "-5"), "--mask-diameter"),
+    ("rec-mask-larger-than-box", lambda i: _rec(i, "--mask-diameter", "1e9"),
+     ("--mask-diameter", "larger than the box")),
+    ("rec-padding-inf", lambda i: _rec(i, "--padding", "inf"), "--padding"),
+    ("rec-pixel-nan", lambda i: _rec(i, "--pixel-size", "nan"), "--pixel-size"),
+    ("rec-batch-zero", lambda i: _rec(i, "--batch-size", "0"), "--batch-size"),
+    ("rec-output-suffix", lambda i: _rec(i, out="rec.txt"), "rec.txt"),
+    ("rec-output-exists", lambda i: _rec(i, out="existing.mrc"), "existing.mrc"),
+    ("rec-output-is-dir", lambda i: _rec(i, out="a_folder.mrc"), "a_folder.mrc"),
+    ("rec-html-exists", lambda i: _rec(i, "--report", out="exhtml.mrc"), "exhtml.html"),
+    # --- classify ---------------------------------------------------------------------------
+    ("cls-one-template", lambda i: _cls(i, templates=("tpl.mrc",)), "at least two"),
+    ("cls-box-differs", lambda i: _cls(i, templates=("tpl.mrc", "tpl_box20.mrc")),
+     ("tpl_box20.mrc", "box 20")),
+    ("cls-pixel-differs", lambda i: _cls(i, templates=("tpl.mrc", "tpl_px3.mrc")),
+     ("tpl_px3.mrc", "voxel size 3")),
+    ("cls-template-garbage", lambda i: _cls(i, templates=("tpl.mrc", "garbage.mrc")),
+     "garbage.mrc"),
+    ("cls-template-truncated", lambda i: _cls(i, templates=("tpl.mrc", "truncated.mrc")),
+     "truncated.mrc"),
+    ("cls-template-2d", lambda i: _cls(i, templates=("tpl.mrc", "mic.mrc")), "mic.mrc"),
+    ("cls-template-zero", lambda i: _cls(i, templates=("tpl.mrc", "zero_tpl.mrc")),
+     "zero_tpl.mrc"),
+    ("cls-template-missing", lambda i: _cls(i, templates=("tpl.mrc", "no.mrc")), "no.mrc"),
+    ("cls-template-twice", lambda i: _cls(i, templates=("tpl.mrc", "tpl.mrc")), "twice"),
+    ("cls-particles-missing", lambda i: _cls(i, particles="no.star"), "no.star"),
+    ("cls-particles-binary", lambda i: _cls(i, particles="garbage.mrc"), "garbage.mrc"),
+    ("cls-particles-nonutf8", lambda i: _cls(i, particles="latin1.star"), "latin1.star"),
+    ("cls-particles-nocols", lambda i: _cls(i, particles="nocols.star"), "nocols.star"),
+    ("cls-particles-defocus", lambda i: _cls(i, particles="p_defocus.star"),
+     ("p_defocus.star", "rlnDefocusU")),
+    ("cls-particles-outside", lambda i: _cls(i, particles="p_far.star"),
+     ("p_far.star", "outside")),
+    ("cls-steps-zero", lambda i: _cls(i, "--steps", "0"), "--steps"),
+    ("cls-starts-nine", lambda i: _cls(i, "--starts", "9"), "--starts"),
+    ("cls-noise-junk", lambda i: _cls(i, "--noise", "junk"), "--noise"),
+    ("cls-device-tpu", lambda i: _cls(i, "--device", "tpu"), "--device"),
+    ("cls-max-refinements", lambda i: _cls(i, "--max-refinements", "5"),
+     ("p_good.star", "6 particles x 2 templates", "--max-refinements")),
+    ("cls-max-templates", lambda i: _cls(i, "--max-templates", "2", templates=(
+        "tpl.mrc", "tpl_b.mrc", "zero_tpl.mrc")), "--max-templates 2"),
+    ("cls-run-missing", lambda i: ["classify", str(i.root / "norun"), "--particles",
+                                   str(i.root / "p_good.star"), "-t", str(i.tpl),
+                                   str(i.root / "tpl_b.mrc"), "-o", str(i.root / "c.star")],
+     "norun"),
+    ("cls-output-suffix", lambda i: _cls(i, out="cls.txt"), "cls.txt"),
+    ("cls-csv-exists", lambda i: _cls(i, out="existing.star"), "existing.csv"),
+    # --- constrained-search -----------------------------------------------------------------
+    ("con-radius-negative", lambda i: _con(i, "--radius", "-1"), "--radius"),
+    ("con-radius-nan", lambda i: _con(i, "--radius", "nan"), "--radius"),
+    ("con-radius-huge", lambda i: _con(i, "--radius", "1000"), ("--radius", "positions")),
+    ("con-cone-negative", lambda i: _con(i, "--cone", "-1"), "--cone"),
+    ("con-cone-nan", lambda i: _con(i, "--cone", "nan"), "--cone"),
+    ("con-angle-step-zero", lambda i: _con(i, "--angle-step", "0"), "--angle-step"),
+    ("con-false-positives-nan", lambda i: _con(i, "--false-positives", "nan"),
+     "--false-positives"),
+    ("con-offset-inf", lambda i: _con(i, "--offset", "inf", "0", "0"), "--offset"),
+    ("con-max-trials", lambda i: _con(i, "--max-trials", "100"),
+     ("6 partners", "--max-trials 100")),
+    ("con-max-trials-nan", lambda i: _con(i, "--max-trials", "nan"), "--max-trials"),
+    ("con-template-garbage", lambda i: _con(i, template="garbage.mrc"), "garbage.mrc"),
+    ("con-template-truncated", lambda i: _con(i, template="truncated.mrc"), "truncated.mrc"),
+    ("con-template-2d", lambda i: _con(i, template="mic.mrc"), "mic.mrc"),
+    ("con-template-zero", lambda i: _con(i, template="zero_tpl.mrc"), "zero_tpl.mrc"),
+    ("con-template-pixel", lambda i: _con(i, template="tpl_px3.mrc"),
+     ("tpl_px3.mrc", "voxel size 3")),
+    ("con-template-missing", lambda i: _con(i, template="no.mrc"), "no.mrc"),
+    ("con-partners-missing", lambda i: _con(i, partners="no.star"), "no.star"),
+    ("con-partners-binary", lambda i: _con(i, partners="garbage.mrc"), "garbage.mrc"),
+    ("con-partners-nonutf8", lambda i: _con(i, partners="latin1.star"), "latin1.star"),
+    ("con-partners-defocus", lambda i: _con(i, partners="p_defocus.star"),
+     ("p_defocus.star", "rlnDefocusU")),
+    ("con-partners-tilt-inf", lambda i: _con(i, partners="p_tilt_inf.star"),
+     ("p_tilt_inf.star", "rlnAngleTilt")),
+    ("con-partners-outside", lambda i: _con(i, partners="p_far.star"),
+     ("p_far.star", "outside")),
+    ("con-run-missing", lambda i: ["constrained-search", str(i.root / "norun"),
+                                   str(i.root / "tpl_b.mrc"), "--constrain-to",
+                                   str(i.root / "p_good.star"), "-o", str(i.root / "c.star")],
+     "norun"),
+    ("con-output-suffix", lambda i: _con(i, out="con.txt"), "con.txt"),
+    ("con-csv-exists", lambda i: _con(i, out="existing.star"), "existing.csv"),
+    # --- search --strategy accelerated ------------------------------------------------------
+    ("acc-coarse-step-zero", lambda i: _acc(i, "--coarse-step", "0"), "--coarse-step"),
+    ("acc-coarse-step-nan", lambda i: _acc(i, "--coarse-step", "nan"),
+     ("--coarse-step", "finite")),
+    ("acc-coarse-step-huge", lambda i: _acc(i, "--coarse-step", "1000"), "--coarse-step"),
+    ("acc-coarse-step-inf", lambda i: _acc(i, "--coarse-step", "inf"), "--coarse-step"),
+    ("acc-miss-rate-zero", lambda i: _acc(i, "--candidate-miss-rate", "0"),
+     "candidate-miss-rate"),
+    ("acc-miss-rate-one", lambda i: _acc(i, "--candidate-miss-rate", "1"),
+     "candidate-miss-rate"),
+    ("acc-miss-rate-nan", lambda i: _acc(i, "--candidate-miss-rate", "nan"),
+     ("candidate-miss-rate", "finite")),
+    ("acc-strategy-junk", lambda i: _acc(i, "--strategy", "junk"), "strategy"),
+    ("acc-with-orientations", lambda i: _acc(i, "--orientations", str(i.root / "o.txt")),
+     "--orientations"),
+    ("acc-mic-garbage", lambda i: _acc(i, mic=i.garbage), "garbage.mrc"),
+    ("acc-mic-truncated", lambda i: _acc(i, mic=i.truncated), "truncated.mrc"),
+    ("acc-mic-constant", lambda i: _acc(i, mic=i.const_mic), "const_mic.mrc"),
+    ("acc-tpl-zero", lambda i: _search(i, i.mic, i.zero_tpl, i.root / "acc", "--strategy",
+                                       "accelerated"), "zero_tpl.mrc"),
+    # --- mwlimit ----------------------------------------------------------------------------
+    ("mw-mass-negative", lambda i: ["mwlimit", "--mass", "-1"], "--mass"),
+    ("mw-mass-inf", lambda i: ["mwlimit", "--mass", "inf"], "--mass"),
+    ("mw-mass-nan", lambda i: ["mwlimit", "--mass", "nan"], "--mass"),
+    ("mw-fluence-nan", lambda i: ["mwlimit", "--fluence", "nan"], "--fluence"),
+    ("mw-fluence-zero", lambda i: ["mwlimit", "--fluence", "0"], "--fluence"),
+    ("mw-fluence-inf", lambda i: ["mwlimit", "--fluence", "inf"], "--fluence"),
+    ("mw-voltage-volts", lambda i: ["mwlimit", "--voltage", "300000"],
+     ("--voltage", "[10, 3000] kV")),
+    ("mw-voltage-tiny", lambda i: ["mwlimit", "--voltage", "1e-9"], "--voltage"),
+    ("mw-defocus-huge", lambda i: ["mwlimit", "--defocus", "1e12"],
+     ("--defocus", "[-100000, 100000] A")),
+    ("mw-cs-um", lambda i: ["mwlimit", "--cs", "2700"], ("--cs", "[0, 20] mm")),
+    ("mw-thickness-negative", lambda i: ["mwlimit", "--thickness", "-1"], "--thickness"),
+    ("mw-thickness-huge", lambda i: ["mwlimit", "--thickness", "1e9"],
+     ("--thickness", "[0, 5000] nm")),
+    ("mw-thickness-inf", lambda i: ["mwlimit", "--thickness", "inf"], "--thickness"),
+    ("mw-bfactor-negative", lambda i: ["mwlimit", "--b-factor", "-10"], "--b-factor"),
+    ("mw-bfactor-huge", lambda i: ["mwlimit", "--b-factor", "1e9"],
+     ("--b-factor", "[0, 10000] A^2")),
+    ("mw-bfactor-nan", lambda i: ["mwlimit", "--b-factor", "nan"], "--b-factor"),
+    ("mw-pixel-tiny", lambda i: ["mwlimit", "--pixel-size", "1e-9"], "--pixel-size"),
+    ("mw-mean-free-path-tiny", lambda i: ["mwlimit", "--mean-free-path", "1e-9"],
+     "--mean-free-path"),
+    ("mw-critical-exposure-inf", lambda i: ["mwlimit", "--critical-exposure-scale", "inf"],
+     "--critical-exposure-scale"),
+    ("mw-solvent-huge", lambda i: ["mwlimit", "--solvent-potential", "1e9"],
+     "--solvent-potential"),
+    ("mw-orientations-inf", lambda i: ["mwlimit", "--orientations", "inf"], "--orientations"),
+    ("mw-image-size-zero", lambda i: ["mwlimit", "--image-size", "0x5"], "--image-size"),
+    ("mw-preset-junk", lambda i: ["mwlimit", "--preset", "junk"], "--preset"),
+    ("mw-model-garbage", lambda i: ["mwlimit", "--model", str(i.garbage)], "garbage.mrc"),
+    ("mw-model-missing", lambda i: ["mwlimit", "--model", str(i.root / "no.pdb")], "no.pdb"),
+    ("mw-detector-binary", lambda i: ["mwlimit", "--detector", str(i.garbage)],
+     "garbage.mrc"),
+    ("mw-json-exists", lambda i: ["mwlimit", "--json", str(i.root / "existing.csv")],
+     "existing.csv"),
+    ("mw-json-is-dir", lambda i: ["mwlimit", "--json", str(i.folder)], "a_folder.mrc"),
+    ("mw-figure-suffix", lambda i: ["mwlimit", "--figure", str(i.root / "f.txt")], "f.txt"),
+    ("mw-figure-no-folder", lambda i: ["mwlimit", "--figure", str(i.root / "nof" / "f.png")],
+     "nof"),
 ]
 
 
@@ -336,6 +574,7 @@ def check_one_line_error(result, expect: str | tuple[str, ...]) -> None:
     assert isinstance(result.exception, SystemExit), (
         f"escaped exception {type(result.exception).__name__}: {result.exception}\n{text}")
     assert "Traceback" not in text, text
+    assert result.exit_code == 2, f"exit code {result.exit_code}, expected 2:\n{text}"
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
     for part in (expect,) if isinstance(expect, str) else expect:
@@ -370,10 +609,18 @@ PARSE_CASES = [
     (["search", "a", "b", "--threads", "many"], "--threads"),
     (["orientations", "-o", "x.txt", "--no-such-option"], "--no-such-option"),
     (["no-such-command"], "no-such-command"),
+    (["reconstruct"], "PARTICLES"),
+    (["reconstruct", "p.star", "-o", "m.mrc", "--box", "big"], "--box"),
+    (["classify", "run", "-t", "a.mrc", "b.mrc", "-o", "c.star", "--starts", "many"],
+     "--starts"),
+    (["constrained-search", "run", "t.mrc", "-o", "c.star"], "--constrain-to"),
+    (["mwlimit", "--mass", "heavy"], "--mass"),
+    (["search", "m.mrc", "t.mrc", "-o", "s", "--coarse-step", "fine"], "--coarse-step"),
 ]
 
 
-@pytest.mark.parametrize("args,expect", PARSE_CASES, ids=[" ".join(a[0]) for a in PARSE_CASES])
+@pytest.mark.parametrize("args,expect", PARSE_CASES,
+                         ids=[" ".join(a[:2]) + f"-{k}" for k, (a, _) in enumerate(PARSE_CASES)])
 def test_parse_errors_are_one_line(args, expect):
     result = runner.invoke(app, args)
     check_one_line_error(result, expect)

@@ -75,7 +75,47 @@ def inp(tmp_path_factory) -> Inputs:
     particles = root / "p.star"
     done = runner.invoke(app, ["peaks", str(run), "-o", str(particles), "--no-report"])
     assert done.exit_code == 0, done.output
+    _later_inputs(root, mic)
     return Inputs(root, tpl, mic, model, run, particles)
+
+
+def _later_inputs(root: Path, mic: Path) -> None:
+    """Inputs of the commands added after issue 15's first pass: a second template (classify,
+    constrained-search) and eight well-separated particles on the micrograph (reconstruct)."""
+    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+
+    write_mrc(root / "tpl_b.mrc", blob_volume(16, seed=5), PX)
+    xy = np.array([(20, 20), (20, 50), (20, 78), (50, 20), (50, 50), (50, 78), (78, 20),
+                   (78, 78)], float)
+    rng = np.random.default_rng(1)
+    cols = {"x": xy[:, 0], "y": xy[:, 1], "rot": rng.uniform(0, 360, 8),
+            "tilt": rng.uniform(0, 180, 8), "psi": rng.uniform(0, 360, 8),
+            "defocus_u": np.full(8, 9000.0), "defocus_v": np.full(8, 9000.0),
+            "defocus_angle": np.zeros(8)}
+    write_particles_star(root / "rec.star", make_particles_table(cols, micrograph_name=str(mic)),
+                         make_optics_table(PX))
+
+
+def _reconstruct_args(i: Inputs, out: Path, *extra: str) -> list[str]:
+    return ["reconstruct", str(i.root / "rec.star"), "-o", str(out), "--box", "16",
+            "--threads", "1", "--overwrite", *extra]
+
+
+def _classify_args(i: Inputs, out: Path, *extra: str) -> list[str]:
+    return ["classify", str(i.run), "--particles", str(i.particles), "-t", str(i.tpl),
+            str(i.root / "tpl_b.mrc"), "-o", str(out), "--steps", "2", "--starts", "1",
+            "--bootstrap", "0", "--threads", "1", "--overwrite", *extra]
+
+
+def _constrained_args(i: Inputs, out: Path, *extra: str) -> list[str]:
+    return ["constrained-search", str(i.run), str(i.root / "tpl_b.mrc"), "--constrain-to",
+            str(i.particles), "-o", str(out), "--radius", "4", "--cone", "2", "--angle-step",
+            "2", "--threads", "1", "--overwrite", *extra]
+
+
+def _mwlimit_args(json_path: Path, figure: Path) -> list[str]:
+    return ["mwlimit", "--mass", "50", "--exposure", "none", "--detector", "perfect",
+            "--json", str(json_path), "--figure", str(figure), "--overwrite"]
 
 
 def error_line(result) -> str:
@@ -312,6 +352,12 @@ WRITERS: list[tuple[str, Callable[[Inputs, Path], list[str]], str]] = [
                              "--angle-step", "10", "--angle-range", "10",
                              "--no-refine-defocus", "--overwrite"], "r."),
     ("search", lambda i, d: _search_args(i.mic, i.tpl, d / "s"), "s"),
+    ("search-accelerated", lambda i, d: _search_args(i.mic, i.tpl, d / "s", "--strategy",
+                                                     "accelerated"), "s"),
+    ("reconstruct", lambda i, d: _reconstruct_args(i, d / "m.mrc"), "m"),
+    ("classify", lambda i, d: _classify_args(i, d / "p.star"), "p"),
+    ("constrained-search", lambda i, d: _constrained_args(i, d / "r.star"), "r"),
+    ("mwlimit", lambda i, d: _mwlimit_args(d / "o.json", d / "t.png"), "o.json t.png"),
 ]
 
 
@@ -710,3 +756,109 @@ def test_dataset_search_on_a_full_disk(inp, full_disk, tmp_path):
     assert "no space left" in line.lower() and str(full_disk.folder) in line, line
     assert not list(full_disk.folder.rglob("results.npz"))
     assert not [p for p in full_disk.folder.rglob(".*") if p.is_file() or p.is_symlink()]
+
+
+# --- the commands added after the first pass: reconstruct, classify, constrained-search,
+# --- mwlimit, search --strategy accelerated ------------------------------------------------
+
+RECONSTRUCT_FILES = ("m.mrc", "m_half1.mrc", "m_half2.mrc", "m_fsc.csv", "m.json", "m.html")
+
+
+@pytest.mark.parametrize("leave_kib,report", [(0, "--report"), (24, "--no-report")])
+def test_reconstruct_on_a_full_disk(inp, full_disk, leave_kib, report):
+    """Map, half-maps, FSC table, summary and report on a full disk: with 24 KiB left the
+    map's temporary fits and a half-map's does not; the six previous files stay."""
+    d = full_disk.folder
+    _previous([d / n for n in RECONSTRUCT_FILES])
+    before = snapshot(d)
+    full_disk.fill(leave_kib * 1024)
+    result = runner.invoke(app, _reconstruct_args(inp, d / "m.mrc", report))
+    _check_disk_full(result, full_disk, before, str(d))
+
+
+@pytest.mark.parametrize("report", ["--report", "--no-report"])
+def test_classify_on_a_full_disk(inp, full_disk, report):
+    d = full_disk.folder
+    _previous([d / "c.star", d / "c.csv", d / "c.html"])
+    before = snapshot(d)
+    full_disk.fill(0)
+    result = runner.invoke(app, _classify_args(inp, d / "c.star", report))
+    _check_disk_full(result, full_disk, before, str(d))
+
+
+def test_constrained_search_on_a_full_disk(inp, full_disk):
+    d = full_disk.folder
+    _previous([d / "s.star", d / "s.csv"])
+    before = snapshot(d)
+    full_disk.fill(0)
+    result = runner.invoke(app, _constrained_args(inp, d / "s.star"))
+    _check_disk_full(result, full_disk, before, "s.star s.csv")
+
+
+def test_mwlimit_on_a_full_disk(inp, full_disk):
+    d = full_disk.folder
+    _previous([d / "m.json", d / "m.png"])
+    before = snapshot(d)
+    full_disk.fill(0)
+    result = runner.invoke(app, _mwlimit_args(d / "m.json", d / "m.png"))
+    _check_disk_full(result, full_disk, before, "m.json m.png")
+
+
+def test_accelerated_search_on_a_full_disk(inp, full_disk):
+    """``search --strategy accelerated`` into a full disk: one line, no results bundle, no
+    temporaries or lock left."""
+    out = full_disk.folder / "s"
+    full_disk.fill(0)
+    line = error_line(runner.invoke(app, _search_args(inp.mic, inp.tpl, out, "--strategy",
+                                                      "accelerated")))
+    assert "no space left" in line.lower() and str(full_disk.folder) in line, line
+    assert not (out / "results.npz").exists()
+    assert not [p for p in full_disk.folder.rglob(".*") if p.is_file() or p.is_symlink()]
+
+
+@pytest.mark.parametrize("k", [2, 6])
+@pytest.mark.parametrize("previous", [True, False], ids=["previous", "fresh"])
+def test_reconstruct_unit_rolls_back_after_a_failed_move(inp, tmp_path, monkeypatch, k,
+                                                         previous):
+    """The six outputs of ``reconstruct`` are one unit: when the 2nd or the last move fails,
+    the files already moved are taken back."""
+    files = [tmp_path / n for n in RECONSTRUCT_FILES]
+    if previous:
+        _previous(files)
+    _fail_on_move(monkeypatch, k)
+    before = {p: p.read_bytes() for p in files if p.exists()}
+    line = error_line(runner.invoke(app, _reconstruct_args(inp, files[0])))
+    assert "input/output error" in line.lower(), line
+    assert {p: p.read_bytes() for p in files if p.exists()} == before
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_reconstruct_writes_the_unit_when_nothing_fails(inp, tmp_path):
+    files = [tmp_path / n for n in RECONSTRUCT_FILES]
+    _previous(files)
+    result = runner.invoke(app, _reconstruct_args(inp, files[0]))
+    assert result.exit_code == 0, result.output
+    assert all(not f.read_bytes().startswith(b"previous") for f in files)
+    assert json.loads(files[4].read_text())["particles"] == 8
+    assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("case,build,files,k", [
+    ("classify", lambda i, d: _classify_args(i, d / "c.star"), ("c.star", "c.csv", "c.html"),
+     3),
+    ("constrained-search", lambda i, d: _constrained_args(i, d / "s.star"),
+     ("s.star", "s.csv"), 2),
+    ("mwlimit", lambda i, d: _mwlimit_args(d / "m.json", d / "m.png"), ("m.json", "m.png"),
+     2),
+], ids=["classify", "constrained-search", "mwlimit"])
+def test_later_units_roll_back_after_a_failed_move(inp, tmp_path, monkeypatch, case, build,
+                                                   files, k):
+    """STAR + CSV (+ HTML) of classify and constrained-search, JSON + figure of mwlimit:
+    the last move fails, the previous files are all back."""
+    paths = [tmp_path / n for n in files]
+    before = _previous(paths)
+    _fail_on_move(monkeypatch, k)
+    line = error_line(runner.invoke(app, build(inp, tmp_path)))
+    assert "input/output error" in line.lower(), line
+    assert {p: p.read_bytes() for p in paths} == before
+    assert not list(tmp_path.glob(".*"))

@@ -18,6 +18,9 @@ console = Console(stderr=True)
 
 #: Most templates one classification accepts (each costs one refinement per particle).
 MAX_TEMPLATES = 16
+#: Most refinements (particles x templates) one classification accepts by default: the
+#: per-template results and the (N, K, K) Gram matrix grow with both.
+MAX_REFINEMENTS = 200_000
 
 
 def _classify(
@@ -52,6 +55,13 @@ def _classify(
         "--report/--no-report", help="Write <output>.html with figures [on].")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N [cpu].")] = "cpu",
     threads: ThreadsOption = None,
+    max_templates: Annotated[int, typer.Option(
+        "--max-templates", help=f"Most templates accepted [{MAX_TEMPLATES}]; raise it "
+        "deliberately.")] = MAX_TEMPLATES,
+    max_refinements: Annotated[int, typer.Option(
+        "--max-refinements", help="Largest classification accepted: particles x templates "
+        f"(one refinement each), checked before anything is read [{MAX_REFINEMENTS}]; raise "
+        "it deliberately.")] = MAX_REFINEMENTS,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
@@ -76,8 +86,11 @@ def _classify(
         raise ValueError(f"{output}: the classified particle table must be a .star file")
     if len(paths) < 2:
         raise ValueError("--templates needs at least two templates to classify between")
-    if len(paths) > MAX_TEMPLATES:
-        raise ValueError(f"--templates: {len(paths)} templates, at most {MAX_TEMPLATES}")
+    if max_templates < 2 or max_refinements < 1:
+        raise ValueError("--max-templates must be at least 2 and --max-refinements at least 1")
+    if len(paths) > max_templates:
+        raise ValueError(f"--templates: {len(paths)} templates, more than --max-templates "
+                         f"{max_templates}; raise --max-templates deliberately")
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"{p}: template not found")
@@ -89,6 +102,10 @@ def _classify(
     csv_path, html_path = output.with_suffix(".csv"), output.with_suffix(".html")
     for path in (output, csv_path) + ((html_path,) if report else ()):
         check_writable(path, overwrite)
+    figures_dir = output.parent / f"{output.stem}_figures"
+    if report and figures_dir.exists() and not figures_dir.is_dir():
+        raise ValueError(f"{figures_dir}: exists and is not a folder (the report's figures go "
+                         "there)")
     try:
         resolve_device(device)
     except ValueError as err:
@@ -99,6 +116,13 @@ def _classify(
         particles = recorded_peaks_output(Path(run)) or Path(run) / "particles.star"
     if not particles.is_file():
         raise FileNotFoundError(f"{particles}: particle table not found (give --particles)")
+    from difftm.io.star import read_particles_star
+
+    n_particles = len(read_particles_star(particles)[1])
+    if n_particles * len(paths) > max_refinements:
+        raise ValueError(f"{particles}: {n_particles} particles x {len(paths)} templates = "
+                         f"{n_particles * len(paths)} refinements, more than --max-refinements "
+                         f"{max_refinements}; classify a subset or raise --max-refinements")
     n_threads, _ = apply_threads(threads)
     from difftm.classify.run import classify_particles
     from difftm.refine.optimize import GradientSchedule
@@ -135,8 +159,8 @@ def _classify(
 
 def write_outputs(res, output: Path, csv_path: Path, html_path: Path | None, seconds: float,
                   overwrite: bool) -> None:
-    """Write the STAR and the CSV of a classification as one unit (both or neither), then
-    (optionally) the HTML report with its figures."""
+    """Draw the report's figures (optional), then write the STAR, the CSV and the HTML
+    report of a classification as one unit (all or none)."""
     from difftm.io.atomic import atomic_output, output_unit
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
 
@@ -158,20 +182,23 @@ def write_outputs(res, output: Path, csv_path: Path, html_path: Path | None, sec
         cols["micrograph"] = table["micrograph"].to_numpy()
     star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),
                                 pixel_size=cfg.pixel_size, figure_of_merit="snr")
-    with output_unit():
-        write_particles_star(output, star, optics, overwrite=overwrite)
-        with atomic_output(csv_path, overwrite=overwrite) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
-    if html_path is not None:
+    section = None
+    if html_path is not None:  # the figures first (they only feed the report)
         from difftm.report.classify_report import classify_figures, classify_section
-        from difftm.report.html import write_report
 
         names = [Path(t).stem for t in res.templates]
         figures = classify_figures(output.parent / f"{output.stem}_figures", table, res.fit,
                                    names)
-        write_report(html_path, f"difftm classify: {Path(str(cfg.micrograph)).name}",
-                     [classify_section(table, res.fit, names, seconds, figures)],
-                     overwrite=overwrite)
+        section = classify_section(table, res.fit, names, seconds, figures)
+    with output_unit():
+        write_particles_star(output, star, optics, overwrite=overwrite)
+        with atomic_output(csv_path, overwrite=overwrite) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        if html_path is not None and section is not None:
+            from difftm.report.html import write_report
+
+            write_report(html_path, f"difftm classify: {Path(str(cfg.micrograph)).name}",
+                         [section], overwrite=overwrite)
 
 
 def register(app: typer.Typer) -> None:

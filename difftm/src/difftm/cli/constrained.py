@@ -7,6 +7,7 @@ work is :func:`difftm.classify.constrained.constrained_search` and needs no engi
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,10 @@ from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
+
+#: Largest constrained search accepted by default (partners x positions x orientations):
+#: about an hour of scoring on a few CPU cores for a 64-pixel crop.
+DEFAULT_MAX_TRIALS = 1e9
 
 
 def _constrained(
@@ -46,6 +51,10 @@ def _constrained(
              "threshold for its number of trials [1].")] = 1.0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N [cpu].")] = "cpu",
     threads: ThreadsOption = None,
+    max_trials: Annotated[float, typer.Option(
+        "--max-trials", help="Largest search accepted: partners x positions within --radius "
+        "x orientations within --cone, checked before anything is allocated [1e9]; raise "
+        "it deliberately.")] = DEFAULT_MAX_TRIALS,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
@@ -79,6 +88,7 @@ def _constrained(
     check_number("--cone", cone, 0.0, 45.0, "deg")
     check_number("--angle-step", angle_step, 0.05, 45.0, "deg")
     check_number("--false-positives", false_positives, 0.0, 1e6, low_open=True)
+    check_number("--max-trials", max_trials, 1.0, None)
     if offset is not None:
         for v in offset:
             check_number("--offset", v, -5000.0, 5000.0, "A")
@@ -93,6 +103,37 @@ def _constrained(
         raise FileNotFoundError(f"{template}: template not found")
     cfg = resolve_pixel_size(load_config(run / "config.yaml", {}))
     _, partners = load_particles(constrain_to)
+    from difftm.classify.constrained import cone_vectors
+    from difftm.io.mrc import read_mrc_header
+    from difftm.search.engine import PIXEL_SIZE_TOLERANCE
+
+    # sizes from the headers and the grids' counts, before any image or template is read
+    header = read_mrc_header(template)
+    px = float(header["pixel_size"])
+    if header["pixel_size_calibrated"] and abs(px - cfg.pixel_size) > \
+            PIXEL_SIZE_TOLERANCE * cfg.pixel_size:
+        raise ValueError(f"{template}: voxel size {px:g} A differs from the search's pixel "
+                         f"size {cfg.pixel_size:g} A")
+    h, w = read_mrc_header(cfg.micrograph)["shape"][-2:]
+    xy = partners[["x", "y"]].to_numpy(float)
+    outside = ~np.isfinite(xy).all(1) | (xy[:, 0] < 0) | (xy[:, 1] < 0) | \
+        (xy[:, 0] > w - 1) | (xy[:, 1] > h - 1)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(f"{constrain_to}: {int(outside.sum())} partner(s) outside the {w} x "
+                         f"{h} micrograph (first: row {i + 1} at x={xy[i, 0]:g}, "
+                         f"y={xy[i, 1]:g})")
+    r = radius / cfg.pixel_size  # positions per partner, counted as disc_offsets draws them
+    dx = np.arange(-int(math.floor(r + 1e-9)), int(math.floor(r + 1e-9)) + 1)
+    n_positions = int((2 * np.floor(np.sqrt(np.maximum(r * r + 1e-9 - dx * dx, 0))) + 1).sum())
+    if n_positions > 100_000:
+        raise ValueError(f"--radius {radius:g} A is {n_positions} positions per partner "
+                         "(> 100,000); search the whole micrograph instead")
+    n_trials = len(partners) * n_positions * len(cone_vectors(cone, angle_step))
+    if n_trials > max_trials:
+        raise ValueError(f"{len(partners)} partners x --radius {radius:g} A x --cone {cone:g} "
+                         f"deg at --angle-step {angle_step:g} is {n_trials:.3g} trials, more "
+                         f"than --max-trials {max_trials:g}; shrink them or raise --max-trials")
     note = "given"
     if offset is None:
         mine, theirs = recorded_template_centre(template), recorded_template_centre(

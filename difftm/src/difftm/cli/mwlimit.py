@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import check_number, user_errors
+from difftm.cli.errors import check_number, check_physical, user_errors
 
 console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True)
@@ -146,6 +146,23 @@ def _mwlimit(
         preset_entry = names[preset]
         base = preset_entry.params
     params = base.with_(**{k: v for k, v in options.items() if v is not None})
+    # the plausible ranges of difftm.physics.limits (the one table), named by their options
+    for name, option, value in (
+            ("voltage", "--voltage", params.voltage_kv), ("cs", "--cs", params.cs_mm),
+            ("amplitude_contrast", "--amplitude-contrast", params.amplitude_contrast),
+            ("defocus", "--defocus", params.defocus),
+            ("pixel_size", "--pixel-size", params.pixel_size),
+            ("fluence", "--fluence", params.fluence),
+            ("ctf_bfactor", "--b-factor", params.b_factor),
+            ("thickness", "--thickness", params.thickness_nm),
+            ("lowpass", "--lowpass", params.lowpass),
+            ("highpass", "--highpass", params.highpass)):
+        check_physical(name, value, option)
+    check_number("--mean-free-path", params.inelastic_mfp_nm, 1.0, 1e5, "nm")
+    check_number("--critical-exposure-scale", params.critical_exposure_scale, 0.0, 100.0,
+                 low_open=True)
+    check_number("--atomic-b-factor", params.atomic_b_factor, 0.0, 1e4, "A^2")
+    check_number("--solvent-potential", params.solvent_potential, 0.0, 100.0, "V")
     try:
         params.validate()
     except ValueError as err:
@@ -221,24 +238,38 @@ def _mwlimit(
               "targets": [{"mass_kda": m, **r.to_dict()} for m, r in
                           zip(masses_kda, rows, strict=True)],
               "model": model_info}
-    if json_path is not None:
-        with atomic_output(json_path, overwrite=overwrite) as tmp:
-            tmp.write_text(json.dumps(result, indent=1, default=float))
-        console.print(f"wrote {json_path}")
-    if figure is not None:
-        from difftm.report.theory_figures import plot_snr_vs_mass
+    import tempfile
 
-        found = [v / 1e3 for v in (limits.detectable_mass_da, limits.alignable_mass_da) if v]
-        lo = min([masses_kda[0], 5.0] + [0.5 * v for v in found]) * 1e3
-        hi = max(masses_kda[-1], 2000.0) * 1e3
-        grid = np.geomspace(lo, hi, 40)
-        curve = snr_curve(params, grid, resolution, kappa)
-        plot_snr_vs_mass(curve, t, figure, limits.detectable_mass_da, limits.alignable_mass_da,
-                         model=model_info, title=f"{preset or 'difftm mwlimit'}: "
-                         f"{params.fluence:g} e/A^2, {params.detector}, "
-                         f"{'phase plate' if params.phase_plate else f'{params.defocus:g} A'}",
-                         overwrite=overwrite)
-        console.print(f"wrote {figure}")
+    from difftm.io.atomic import output_unit
+
+    with tempfile.TemporaryDirectory(prefix="difftm_mwlimit_") as scratch:
+        drawn = None
+        if figure is not None:  # drawn first, then moved into place with the JSON
+            from difftm.report.theory_figures import plot_snr_vs_mass
+
+            found = [v / 1e3 for v in (limits.detectable_mass_da, limits.alignable_mass_da)
+                     if v]
+            lo = min([masses_kda[0], 5.0] + [0.5 * v for v in found]) * 1e3
+            hi = max(masses_kda[-1], 2000.0) * 1e3
+            grid = np.geomspace(lo, hi, 40)
+            curve = snr_curve(params, grid, resolution, kappa)
+            drawn = plot_snr_vs_mass(
+                curve, t, Path(scratch) / "figure.png", limits.detectable_mass_da,
+                limits.alignable_mass_da, model=model_info,
+                title=f"{preset or 'difftm mwlimit'}: {params.fluence:g} e/A^2, "
+                f"{params.detector}, "
+                f"{'phase plate' if params.phase_plate else f'{params.defocus:g} A'}")
+        # the JSON and the figure as one unit: both or neither
+        with output_unit():
+            if json_path is not None:
+                with atomic_output(json_path, overwrite=overwrite) as tmp:
+                    tmp.write_text(json.dumps(result, indent=1, default=float))
+            if drawn is not None:
+                with atomic_output(figure, overwrite=overwrite) as tmp:
+                    tmp.write_bytes(drawn.read_bytes())
+    for path in (json_path, figure):
+        if path is not None:
+            console.print(f"wrote {path}")
     if not math.isfinite(t):
         raise ValueError("the detection threshold is not finite")
 

@@ -125,7 +125,7 @@ def _reconstruct(
     import numpy as np
     import pandas as pd
 
-    from difftm.io.atomic import atomic_output, check_writable
+    from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.mrc import read_mrc, read_mrc_header, write_mrc
     from difftm.reconstruct.fsc import fourier_shell_correlation, fsc_noise_sigma
     from difftm.reconstruct.run import (
@@ -141,6 +141,9 @@ def _reconstruct(
     check_number("--pixel-size", pixel_size, 0.0, 100.0, "A", low_open=True)
     check_number("--padding", padding, 1.0, 4.0)
     check_number("--max-memory", max_memory, 0.0, None, "GiB", low_open=True)
+    check_number("--mask-diameter", mask_diameter, 0.0, None, "A", low_open=True)
+    if max_box < 8:
+        raise ValueError(f"--max-box {max_box} must be at least 8")
     if batch_size < 1 or batch_size > 100_000:
         raise ValueError(f"--batch-size {batch_size} must be 1 to 100000")
     from difftm.geometry.symmetry import parse_symmetry
@@ -171,6 +174,10 @@ def _reconstruct(
     paths = _output_paths(output, report)
     for path in paths.values():
         check_writable(path, overwrite)
+    figures_dir = Path(f"{output.with_suffix('')}_figures")
+    if report and figures_dir.exists() and not figures_dir.is_dir():
+        raise ValueError(f"{figures_dir}: exists and is not a folder (the report's figures go "
+                         "there)")
 
     pset = read_particle_set(particles, pixel_size)
     from difftm.io.star import read_particles_star
@@ -194,6 +201,9 @@ def _reconstruct(
             raise ValueError(f"{particles}: no pixel size in the STAR and {first} has no "
                              "calibrated header pixel size; give --pixel-size")
         pset.pixel_size = float(header["pixel_size"])
+    if mask_diameter is not None and mask_diameter > box * pset.pixel_size:
+        raise ValueError(f"--mask-diameter {mask_diameter:g} A is larger than the box ({box} x "
+                         f"{pset.pixel_size:g} = {box * pset.pixel_size:g} A)")
     pad = default_padding(box) if padding is None else padding
     need = estimate_memory_bytes(box, pad) / 2**30
     if need > max_memory:
@@ -253,27 +263,20 @@ def _reconstruct(
                                      n_random=omit_random, seed=seed)
         omit_dict = result.as_dict()
 
-    write_mrc(paths["map"], res.final, ps, overwrite=overwrite)
-    write_mrc(paths["half1"], res.half1, ps, overwrite=overwrite)
-    write_mrc(paths["half2"], res.half2, ps, overwrite=overwrite)
     curve = res.fsc
     table = pd.DataFrame({
         "shell": np.arange(len(curve.fsc)), "frequency_per_A": curve.frequency,
         "resolution_A": np.where(curve.frequency > 0, 1.0 / np.maximum(curve.frequency, 1e-12),
                                  np.inf),
         "fsc": curve.fsc, "voxels": curve.count, "noise_sigma": fsc_noise_sigma(curve.count)})
-    with atomic_output(paths["fsc"], overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
     summary = {**res.params, "seconds": seconds, "threads": n_threads,
                "star": str(particles), "outputs": {k: str(v) for k, v in paths.items()}}
     if omit_dict is not None:
         summary["omit_test"] = {**omit_dict, "model": str(omit_model), "chain": omit_chain,
                                 "mask": str(omit_mask) if omit_mask else None,
                                 "centre": omit_centre, "radius_A": omit_radius}
-    with atomic_output(paths["json"], overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
-    if report:
-        from difftm.report.html import write_report
+    section = None
+    if report:  # the figures first (they only feed the report)
         from difftm.report.reconstruct_report import (
             fsc_figure,
             omit_figure,
@@ -282,7 +285,7 @@ def _reconstruct(
             slices_figure,
         )
 
-        folder = Path(f"{output.with_suffix('')}_figures")
+        folder = figures_dir
         curves = {("masked " if mask_diameter else "") + "half-maps": curve.fsc}
         if mask_diameter:
             curves["unmasked half-maps"] = fourier_shell_correlation(res.half1, res.half2,
@@ -299,8 +302,21 @@ def _reconstruct(
             figs.append((omit_figure(folder / "omit.png", omit_dict["cc_omit"],
                                      omit_dict["cc_control"], omit_null, omit_dict["z"]),
                          "Omit test: omitted region vs controls and noise reference"))
-        write_report(paths["html"], f"difftm reconstruct: {particles.name}",
-                     [reconstruct_section(res.params, figs, omit_dict)], overwrite=overwrite)
+        section = reconstruct_section(res.params, figs, omit_dict)
+    # map, half-maps, FSC table, summary and report as one unit: all of them or none
+    with output_unit():
+        write_mrc(paths["map"], res.final, ps, overwrite=overwrite)
+        write_mrc(paths["half1"], res.half1, ps, overwrite=overwrite)
+        write_mrc(paths["half2"], res.half2, ps, overwrite=overwrite)
+        with atomic_output(paths["fsc"], overwrite=overwrite) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        with atomic_output(paths["json"], overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(summary, indent=1))
+        if section is not None:
+            from difftm.report.html import write_report
+
+            write_report(paths["html"], f"difftm reconstruct: {particles.name}", [section],
+                         overwrite=overwrite)
     console.print(
         f"reconstructed {len(pset)} particles ({res.params['half1']} / "
         f"{res.params['half2']} per half, {symmetry.upper()}, box {box}, {n_threads} "

@@ -17,7 +17,9 @@ real instrument:
 * amplitude contrast in [0, 1) (the CTF is undefined at 1);
 * defocus -1e5 to 1e5 A, i.e. +-10 um, both for a micrograph and for a particle;
 * astigmatism angle and phase shift within +-3600 degrees (ten turns), CTF B-factor
-  0-1e4 A^2, fluence (0, 1e4] e-/A^2.
+  0-1e4 A^2 (also the extra image B-factor of ``difftm mwlimit``), fluence (0, 1e4] e-/A^2;
+* specimen (ice, lamella or cell) thickness 0-5000 nm (``difftm mwlimit --thickness``; a
+  value in Angstrom for a 5 um specimen or in micrometres typed as nm is caught at the top).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ PLAUSIBLE: dict[str, Range] = {
     "fluence": Range(0.0, 1e4, "e-/A^2", low_open=True),
     "highpass": Range(0.0, 1e6, "A"),
     "lowpass": Range(0.0, 1e6, "A"),
+    "thickness": Range(0.0, 5000.0, "nm"),
 }
 
 #: Parameters whose range is another parameter's (defocus U and V are defoci).

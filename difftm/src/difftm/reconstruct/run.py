@@ -135,6 +135,19 @@ def _column(table: pd.DataFrame, optics: pd.DataFrame, label: str, default: floa
     return values
 
 
+def _check_plausible(path: Path, label: str, values: np.ndarray, name: str) -> None:
+    """Refuse a CTF value outside its plausible range (:mod:`difftm.physics.limits`, the one
+    table) in one line naming the file, the first bad row and the column."""
+    from difftm.physics.limits import PLAUSIBLE, check_range
+
+    accepted = PLAUSIBLE[name]
+    bad = ~np.fromiter((accepted.contains(float(v)) for v in values), bool, len(values))
+    if bad.any():
+        row, n_bad = int(np.argmax(bad)), int(bad.sum())
+        check_range(f"{path}: row {row + 1}" + (f" (and {n_bad - 1} more)" if n_bad > 1 else "")
+                    + f": {label}", values[row], accepted)
+
+
 def read_particle_set(path: str | Path, pixel_size: float | None = None) -> ParticleSet:
     """Read a RELION 3.0/3.1+ particle STAR for reconstruction.
 
@@ -194,18 +207,20 @@ def read_particle_set(path: str | Path, pixel_size: float | None = None) -> Part
     dv = _column(table, optics, "rlnDefocusV", None, path) if "rlnDefocusV" in table else du
     da = _column(table, optics, "rlnDefocusAngle", 0.0, path)
     ac = _column(table, optics, "rlnAmplitudeContrast", None, path)
-    if np.any((ac < 0) | (ac >= 1)):
-        raise ValueError(f"{path}: rlnAmplitudeContrast must be in [0, 1)")
     voltage = _column(table, optics, "rlnVoltage", None, path)
-    if np.any(voltage <= 0):
-        raise ValueError(f"{path}: rlnVoltage must be positive (kV)")
     cs = _column(table, optics, "rlnSphericalAberration", None, path)
-    if np.any(cs < 0):
-        raise ValueError(f"{path}: rlnSphericalAberration must be >= 0 (mm)")
+    phase_shift = _column(table, optics, "rlnPhaseShift", 0.0, path)
+    for label, values, name in (
+            ("rlnDefocusU", du, "defocus"), ("rlnDefocusV", dv, "defocus"),
+            ("rlnDefocusAngle", da, "defocus_angle"), ("rlnPhaseShift", phase_shift,
+                                                       "phase_shift"),
+            ("rlnVoltage", voltage, "voltage"), ("rlnSphericalAberration", cs, "cs"),
+            ("rlnAmplitudeContrast", ac, "amplitude_contrast")):
+        _check_plausible(path, label, values, name)
     names = table["rlnMicrographName"].astype(str).to_numpy()
     return ParticleSet(
         micrograph=names, xy=xy, angles=angles, defocus=np.stack([du, dv, da], -1),
-        phase_shift=_column(table, optics, "rlnPhaseShift", 0.0, path),
+        phase_shift=phase_shift,
         ctf_bfactor=_column(table, optics, "rlnCtfBfactor", 0.0, path),
         voltage=voltage, cs=cs, amplitude_contrast=ac, pixel_size=ps)
 
@@ -412,7 +427,10 @@ def reconstruct(
         for start in range(0, len(rows), batch_size):
             sel = rows[start : start + batch_size]
             pixels, frac = split_centres(particles.xy[sel])
-            boxes = extract_boxes(image, pixels, box)
+            try:
+                boxes = extract_boxes(image, pixels, box)
+            except ValueError as err:  # a centre far outside: name the micrograph
+                raise ValueError(f"micrograph {name}: {err}") from None
             spectra = particle_spectra(boxes, frac, grid)
             ctf = torch.empty(spectra.shape, dtype=torch.float64)
             optics = np.stack([particles.voltage[sel], particles.cs[sel],

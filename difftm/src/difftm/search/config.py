@@ -33,6 +33,9 @@ PLAUSIBLE = {name: plausible_range(name) for name in (
     "defocus_range", "defocus_step", "ctf_bfactor", "defocus_angle", "phase_shift",
     "highpass", "lowpass")}
 
+#: Fields whose command-line option has another name (named in error messages).
+CLI_OPTION = {"coarse_out_of_plane_step": "--coarse-step"}
+
 #: Settings that only the accelerated strategy reads (not in exhaustive fingerprints).
 ACCELERATED_FIELDS = ("strategy", "coarse_out_of_plane_step", "coarse_in_plane_step",
                       "coarse_lowpass", "candidate_miss_rate", "max_candidates")
@@ -116,6 +119,15 @@ class SearchConfig(BaseModel):
     n_workers: int | None = Field(None, ge=1, description="Workers of a local Dask cluster.")
     n_parts: int | None = Field(None, ge=1, description="Parts of a distributed search.")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _finite_first(cls, v: Any) -> Any:
+        """NaN and infinity are refused as such, before pydantic's bounds (NaN fails ``le``
+        and would read "should be less than or equal to")."""
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v}")
+        return v
+
     @field_validator("*", mode="after")
     @classmethod
     def _finite_and_plausible(cls, v: Any, info) -> Any:
@@ -137,6 +149,13 @@ class SearchConfig(BaseModel):
             raise ValueError(f"defocus-range {self.defocus_range:g} with defocus-step "
                              f"{self.defocus_step:g} gives {n:.0f} defocus planes, more than "
                              f"{MAX_DEFOCUS_PLANES}; use a larger step")
+        return self
+
+    @model_validator(mode="after")
+    def _accelerated_grid(self) -> SearchConfig:
+        if self.strategy == "accelerated" and self.orientations is not None:
+            raise ValueError("--strategy accelerated searches the whole orientation space; it "
+                             "cannot take --orientations (use the exhaustive strategy)")
         return self
 
     @field_validator("symmetry")
@@ -232,7 +251,9 @@ def validation_message(err: ValidationError, path: Path | None = None) -> str:
     accepted = PLAUSIBLE.get(str(first["loc"][0])) if first["loc"] else None
     if accepted is not None and "range" not in message:  # pydantic's own bound: the range
         message += f" (accepted range {accepted.describe()})"
-    return f"{where}{loc.replace('_', '-')}: {message}"
+    field = str(first["loc"][0]) if first["loc"] else ""
+    option = f" ({CLI_OPTION[field]})" if field in CLI_OPTION else ""
+    return f"{where}{loc.replace('_', '-')}{option}: {message}"
 
 
 def merge_settings(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
