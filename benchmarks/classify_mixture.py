@@ -10,6 +10,8 @@ true orientation turned by 0.5-2 deg about a random axis, the centre 1 px off in
 the nominal defocus. Every particle is refined under both templates
 (:func:`difftm.classify.run.score_under_templates`, the default gradient schedule) and
 classified (:func:`difftm.classify.model.fit_mixture`, noise ``unit`` and ``fitted``).
+``--pair 7pbl-chainA`` uses 7PBL with and without chain A (one RuvB subunit, 15.6 % of the
+mass) instead (with ``--pixel-size 2`` its box is 76).
 
 Reported per condition: mean SNR under the true template, accuracy of the MAP class and of
 the naive rule, estimated population of state 1 (EM) and its bootstrap 95 % interval, the
