@@ -862,3 +862,47 @@ def test_later_units_roll_back_after_a_failed_move(inp, tmp_path, monkeypatch, c
     assert "input/output error" in line.lower(), line
     assert {p: p.read_bytes() for p in paths} == before
     assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0])
+def test_kill_9_during_reconstruct_leaves_previous_or_complete_files(tmp_path, delay):
+    """``difftm reconstruct --overwrite`` killed at any moment: the map, half-maps, FSC
+    table, summary and report are each the previous file or a complete new one."""
+    import pandas as pd
+
+    from difftm.io.mrc import read_mrc
+    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+
+    mic = tmp_path / "mic.mrc"
+    write_mrc(mic, white_noise((384, 384), 3), PX)
+    grid = np.arange(24, 360, 48.0)
+    xx, yy = np.meshgrid(grid, grid)
+    n = xx.size
+    rng = np.random.default_rng(0)
+    cols = {"x": xx.ravel(), "y": yy.ravel(), "rot": rng.uniform(0, 360, n),
+            "tilt": rng.uniform(0, 180, n), "psi": rng.uniform(0, 360, n),
+            "defocus_u": np.full(n, 9000.0), "defocus_v": np.full(n, 9000.0),
+            "defocus_angle": np.zeros(n)}
+    star = tmp_path / "r.star"
+    write_particles_star(star, make_particles_table(cols, micrograph_name=str(mic)),
+                         make_optics_table(PX))
+    out = tmp_path / "out"
+    out.mkdir()
+    files = [out / n.replace("m", "k", 1) for n in RECONSTRUCT_FILES]
+    previous = _previous(files)
+    _kill_after(["reconstruct", str(star), "-o", str(files[0]), "--box", "32", "--threads",
+                 "1", "--overwrite"], delay)
+    for path in files:
+        if path.read_bytes() == previous[path]:
+            continue
+        if path.suffix == ".mrc":
+            assert read_mrc(path).data.shape == (32, 32, 32), path.name
+        elif path.suffix == ".csv":
+            assert len(pd.read_csv(path)) == 17, path.name
+        elif path.suffix == ".json":
+            assert json.loads(path.read_text())["particles"] == n
+        else:
+            assert path.read_text().rstrip().endswith("</html>")
+    assert all(p.name.startswith(".") or p.name in {f.name for f in files} or
+               p.name == "k_figures" for p in out.iterdir())
