@@ -167,6 +167,10 @@ def _new_command_inputs(root: Path, mic: Path) -> None:
     _particles(root / "p_on_garbage.star", "garbage.mrc")
     _particles(root / "p_on_truncated.star", "truncated.mrc")
     _particles(root / "p_on_missing.star", "no_such_mic.mrc")
+    _particles(root / "p_pixel_huge.star", "mic.mrc", optics={"rlnMicrographPixelSize": 1e9})
+    _particles(root / "p_bfactor.star", "mic.mrc", optics={"rlnCtfBfactor": 1e9})
+    _particles(root / "p_size_nan.star", "mic.mrc", optics={"rlnImageSize": float("nan")})
+    _particles(root / "p_size_huge.star", "mic.mrc", optics={"rlnImageSize": 1e30})
 
 
 def _rec(i: Inputs, *extra: str, star: str = "p_good.star", out: str = "rec.mrc") -> list[str]:
@@ -393,6 +397,16 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     ("rec-tilt-inf", lambda i: _rec(i, star="p_tilt_inf.star"), ("p_tilt_inf.star",
                                                                  "rlnAngleTilt")),
     ("rec-centre-far", lambda i: _rec(i, star="p_far.star"), "mic.mrc"),
+    ("rec-star-pixel-huge", lambda i: _rec(i, star="p_pixel_huge.star"),
+     ("p_pixel_huge.star", "rlnMicrographPixelSize", "[0.05, 100] A")),
+    ("rec-star-bfactor-huge", lambda i: _rec(i, star="p_bfactor.star"),
+     ("p_bfactor.star", "rlnCtfBfactor")),
+    ("rec-star-box-nan", lambda i: _rec(i, star="p_size_nan.star")[:4],
+     ("p_size_nan.star", "rlnImageSize")),
+    ("rec-star-box-huge", lambda i: _rec(i, star="p_size_huge.star")[:4],
+     ("p_size_huge.star", "rlnImageSize", "--max-box")),
+    ("rec-pixel-tiny", lambda i: _rec(i, "--pixel-size", "1e-6"),
+     ("--pixel-size", "[0.05, 100] A")),
     ("rec-box-zero", lambda i: _rec(i, "--box", "0"), "--box"),
     ("rec-box-odd", lambda i: _rec(i, "--box", "15"), "--box"),
     ("rec-box-huge", lambda i: _rec(i, "--box", "100000"), ("--box 100000", "--max-box")),

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from difftm.cli.errors import check_number, user_errors
+from difftm.cli.errors import check_number, check_physical, user_errors
 from difftm.cli.options import ThreadsOption
 from difftm.cli.progress import progress_reporter
 
@@ -138,7 +138,7 @@ def _reconstruct(
 
     if output.suffix.lower() != ".mrc":
         raise ValueError(f"{output}: the map must be an .mrc file")
-    check_number("--pixel-size", pixel_size, 0.0, 100.0, "A", low_open=True)
+    check_physical("pixel_size", pixel_size)
     check_number("--padding", padding, 1.0, 4.0)
     check_number("--max-memory", max_memory, 0.0, None, "GiB", low_open=True)
     check_number("--mask-diameter", mask_diameter, 0.0, None, "A", low_open=True)
@@ -185,7 +185,14 @@ def _reconstruct(
     optics, _ = read_particles_star(particles)
     if box is None:
         if "rlnImageSize" in optics.columns and len(optics):
-            box = int(optics["rlnImageSize"].iloc[0])
+            size = float(pd.to_numeric(optics["rlnImageSize"], errors="coerce").iloc[0])
+            if not (np.isfinite(size) and size == round(size) and size >= 1):
+                raise ValueError(f"{particles}: rlnImageSize {optics['rlnImageSize'].iloc[0]} "
+                                 "is not a box size in pixels; give --box")
+            if size > max_box:  # before converting an absurd value
+                raise ValueError(f"{particles}: rlnImageSize {size:g} is larger than "
+                                 f"--max-box {max_box}; give --box or raise --max-box")
+            box = int(size)
         else:
             raise ValueError(f"{particles}: no rlnImageSize in the optics table; give --box")
     if box > max_box:
@@ -201,6 +208,7 @@ def _reconstruct(
             raise ValueError(f"{particles}: no pixel size in the STAR and {first} has no "
                              "calibrated header pixel size; give --pixel-size")
         pset.pixel_size = float(header["pixel_size"])
+        check_physical("pixel_size", pset.pixel_size, f"{first}: header pixel size")
     if mask_diameter is not None and mask_diameter > box * pset.pixel_size:
         raise ValueError(f"--mask-diameter {mask_diameter:g} A is larger than the box ({box} x "
                          f"{pset.pixel_size:g} = {box * pset.pixel_size:g} A)")

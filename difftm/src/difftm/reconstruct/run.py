@@ -135,17 +135,24 @@ def _column(table: pd.DataFrame, optics: pd.DataFrame, label: str, default: floa
     return values
 
 
-def _check_plausible(path: Path, label: str, values: np.ndarray, name: str) -> None:
+def _check_plausible(path: Path, label: str, values: np.ndarray, name: str,
+                     row_name: str = "row") -> None:
     """Refuse a CTF value outside its plausible range (:mod:`difftm.physics.limits`, the one
-    table) in one line naming the file, the first bad row and the column."""
-    from difftm.physics.limits import PLAUSIBLE, check_range
+    table) in one line naming the file, the first bad row and the column.
+
+    ``rlnCtfBfactor`` is judged by its magnitude: RELION's per-particle CTF B-factors are
+    relative and may be negative."""
+    from difftm.physics.limits import PLAUSIBLE, Range, check_range
 
     accepted = PLAUSIBLE[name]
+    if name == "ctf_bfactor":
+        accepted = Range(-accepted.high, accepted.high, accepted.unit)
     bad = ~np.fromiter((accepted.contains(float(v)) for v in values), bool, len(values))
     if bad.any():
         row, n_bad = int(np.argmax(bad)), int(bad.sum())
-        check_range(f"{path}: row {row + 1}" + (f" (and {n_bad - 1} more)" if n_bad > 1 else "")
-                    + f": {label}", values[row], accepted)
+        check_range(f"{path}: {row_name} {row + 1}"
+                    + (f" (and {n_bad - 1} more)" if n_bad > 1 else "") + f": {label}",
+                    values[row], accepted)
 
 
 def read_particle_set(path: str | Path, pixel_size: float | None = None) -> ParticleSet:
@@ -178,8 +185,7 @@ def read_particle_set(path: str | Path, pixel_size: float | None = None) -> Part
         for label in ("rlnMicrographPixelSize", "rlnImagePixelSize"):
             if label in optics.columns and len(optics):
                 sizes = pd.to_numeric(optics[label], errors="coerce").to_numpy(dtype=float)
-                if not np.all(np.isfinite(sizes) & (sizes > 0)):
-                    raise ValueError(f"{path}: {label} must be positive numbers")
+                _check_plausible(path, label, sizes, "pixel_size", "optics row")
                 if np.ptp(sizes) > 1e-6 * sizes.max():
                     raise ValueError(f"{path}: optics groups have different pixel sizes "
                                      f"({', '.join(f'{s:g}' for s in sizes)}); reconstruct "
@@ -210,7 +216,9 @@ def read_particle_set(path: str | Path, pixel_size: float | None = None) -> Part
     voltage = _column(table, optics, "rlnVoltage", None, path)
     cs = _column(table, optics, "rlnSphericalAberration", None, path)
     phase_shift = _column(table, optics, "rlnPhaseShift", 0.0, path)
+    ctf_bfactor = _column(table, optics, "rlnCtfBfactor", 0.0, path)
     for label, values, name in (
+            ("rlnCtfBfactor", ctf_bfactor, "ctf_bfactor"),
             ("rlnDefocusU", du, "defocus"), ("rlnDefocusV", dv, "defocus"),
             ("rlnDefocusAngle", da, "defocus_angle"), ("rlnPhaseShift", phase_shift,
                                                        "phase_shift"),
@@ -221,7 +229,7 @@ def read_particle_set(path: str | Path, pixel_size: float | None = None) -> Part
     return ParticleSet(
         micrograph=names, xy=xy, angles=angles, defocus=np.stack([du, dv, da], -1),
         phase_shift=phase_shift,
-        ctf_bfactor=_column(table, optics, "rlnCtfBfactor", 0.0, path),
+        ctf_bfactor=ctf_bfactor,
         voltage=voltage, cs=cs, amplitude_contrast=ac, pixel_size=ps)
 
 
