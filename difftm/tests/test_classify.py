@@ -460,3 +460,19 @@ def test_constrained_search_command(tmp_path):
     res = runner.invoke(app, ["constrained-search", str(run), str(ts), "--constrain-to",
                               str(partners), "--cone", "nan", "-o", str(tmp_path / "z.star")])
     assert res.exit_code == 2 and "--cone" in res.output
+    # the same search as `difftm search S.mrc --constrain-to`: same detections
+    d = cs - cb
+    run2 = tmp_path / "run2"
+    res = runner.invoke(app, ["search", str(mic), str(ts), "-o", str(run2), "--defocus-u",
+                              "10000", "--defocus-range", "0", "--device", "cpu",
+                              "--constrain-to", str(partners), "--radius", "6", "--cone", "4",
+                              "--cone-step", "2", "--offset", *(f"{v:.6f}" for v in d)])
+    assert res.exit_code == 0, res.output
+    assert "33 orientations" in " ".join(res.output.split())
+    _, again = read_particles_star(run2 / "constrained.star")
+    np.testing.assert_allclose(again["rlnCoordinateX"], found["rlnCoordinateX"])
+    np.testing.assert_allclose(again["difftmSNR"], found["difftmSNR"], atol=1e-4)
+    assert not (run2 / "snr.mrc").exists()  # no maps: a local search
+    res = runner.invoke(app, ["search", "--micrographs", str(mic), str(ts), "-o",
+                              str(tmp_path / "run3"), "--constrain-to", str(partners)])
+    assert res.exit_code == 2 and "one micrograph" in res.output

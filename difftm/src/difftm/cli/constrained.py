@@ -67,12 +67,8 @@ def _constrained(
     table) and difftmAngleFromPartner (deg)."""
     import numpy as np
 
-    from difftm.classify.constrained import constrained_search
-    from difftm.io.atomic import atomic_output, check_writable
-    from difftm.io.mrc import read_mrc
-    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+    from difftm.io.atomic import check_writable
     from difftm.refine.run import load_particles
-    from difftm.refine.scorer import ParticleScorer
     from difftm.search.config import load_config
     from difftm.search.device import resolve_device
     from difftm.search.engine import resolve_pixel_size
@@ -103,6 +99,34 @@ def _constrained(
         raise FileNotFoundError(f"{template}: template not found")
     cfg = resolve_pixel_size(load_config(run / "config.yaml", {}))
     _, partners = load_particles(constrain_to)
+    check_constrained(cfg, template, constrain_to, partners, radius, cone, angle_step,
+                      max_trials)
+    note = "given"
+    if offset is None:
+        mine, theirs = recorded_template_centre(template), recorded_template_centre(
+            cfg.template) if Path(cfg.template).is_file() else None
+        if mine is not None and theirs is not None:
+            offset = tuple(float(a - b) for a, b in zip(mine, theirs, strict=True))
+            note = "from the templates' recorded centres"
+        else:
+            offset, note = (0.0, 0.0, 0.0), "0: no recorded centres"
+    n_threads, _ = apply_threads(threads)
+    run_constrained(cfg, template, constrain_to, output, radius, cone, angle_step,
+                    np.asarray(offset), note, false_positives, device, overwrite,
+                    f"{n_threads} thread(s)")
+
+
+def check_constrained(cfg, template: Path, constrain_to: Path, partners, radius: float,
+                      cone: float, angle_step: float, max_trials: float) -> None:
+    """Up-front checks of a constrained search, before any image or template is read: the
+    template's voxel size against the search's pixel size, partners inside the micrograph,
+    positions per partner and the number of trials against ``max_trials``.
+
+    Raises:
+        ValueError: one line naming the file or option.
+    """
+    import numpy as np
+
     from difftm.classify.constrained import cone_vectors
     from difftm.io.mrc import read_mrc_header
     from difftm.search.engine import PIXEL_SIZE_TOLERANCE
@@ -134,29 +158,44 @@ def _constrained(
         raise ValueError(f"{len(partners)} partners x --radius {radius:g} A x --cone {cone:g} "
                          f"deg at --angle-step {angle_step:g} is {n_trials:.3g} trials, more "
                          f"than --max-trials {max_trials:g}; shrink them or raise --max-trials")
-    note = "given"
-    if offset is None:
-        mine, theirs = recorded_template_centre(template), recorded_template_centre(
-            cfg.template) if Path(cfg.template).is_file() else None
-        if mine is not None and theirs is not None:
-            offset = tuple(float(a - b) for a, b in zip(mine, theirs, strict=True))
-            note = "from the templates' recorded centres"
-        else:
-            offset, note = (0.0, 0.0, 0.0), "0: no recorded centres"
+
+
+def run_constrained(cfg, template: Path, constrain_to: Path, output: Path, radius: float,
+                    cone: float, angle_step: float, offset, offset_note: str,
+                    false_positives: float = 1.0, device: str = "cpu",
+                    overwrite: bool = False, threads_note: str = "") -> None:
+    """Score ``template`` near the partners of ``constrain_to`` on the micrograph of search
+    configuration ``cfg`` and write ``output`` (.star, calls) and its .csv (every partner's
+    best candidate) as one unit; print the trials, the threshold and the count.
+
+    Shared by ``difftm constrained-search`` and ``difftm search --constrain-to``.
+    """
+    import numpy as np
+
+    from difftm.classify.constrained import constrained_search
+    from difftm.io.atomic import atomic_output, check_writable, output_unit
+    from difftm.io.mrc import read_mrc
+    from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
+    from difftm.refine.run import load_particles
+    from difftm.refine.scorer import ParticleScorer
+
+    csv_path = output.with_suffix(".csv")
+    for path in (output, csv_path):
+        check_writable(path, overwrite)
+    _, partners = load_particles(constrain_to)
     vol = read_mrc(template).data
     if vol.ndim != 3 or len(set(vol.shape)) != 1:
         raise ValueError(f"{template}: expected a cubic 3D template, got shape {vol.shape}")
     if not np.isfinite(vol).all() or float(vol.max()) == float(vol.min()):
         raise ValueError(f"{template}: constant or non-finite template")
     image = read_mrc(cfg.micrograph).data
-    n_threads, _ = apply_threads(threads)
     scorer = ParticleScorer.from_search(cfg, image, vol, device=device)
     reporter = progress_reporter(console, "constrained search", len(partners), unit="/s")
     t0 = time.perf_counter()
     try:
         res = constrained_search(scorer, partners, radius, cone, angle_step,
-                                 np.asarray(offset), cfg.defocus_u, cfg.defocus_v_resolved,
-                                 false_positives,
+                                 np.asarray(offset, dtype=float), cfg.defocus_u,
+                                 cfg.defocus_v_resolved, false_positives,
                                  progress=lambda d, t: reporter.update(d))
     finally:
         reporter.close()
@@ -172,19 +211,71 @@ def _constrained(
     cols["difftmAngleFromPartner"] = called["angle_from_partner"].to_numpy()
     star = make_particles_table(cols, micrograph_name=str(cfg.micrograph),
                                 pixel_size=cfg.pixel_size, figure_of_merit="snr")
-    from difftm.io.atomic import output_unit
-
     with output_unit():
         write_particles_star(output, star, optics, overwrite=overwrite)
         with atomic_output(csv_path, overwrite=overwrite) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
     console.print(
-        f"constrained search near {len(partners)} partners ({n_threads} thread(s), "
-        f"{seconds:.1f} s): {res.n_orientations} orientations within {cone:g} deg x "
+        f"constrained search near {len(partners)} partners"
+        + (f" ({threads_note}, {seconds:.1f} s)" if threads_note else f" ({seconds:.1f} s)")
+        + f": {res.n_orientations} orientations within {cone:g} deg x "
         f"{res.n_positions} positions within {radius:g} A = {res.n_trials:,} trials; "
         f"threshold -ndtri({false_positives:g} / {res.n_trials:,}) = {res.threshold:.2f}; "
-        f"{len(called)} detected; offset {tuple(round(v, 2) for v in offset)} A ({note}); "
-        f"wrote {output}, {csv_path}", highlight=False, soft_wrap=True)
+        f"{len(called)} detected; offset {tuple(round(float(v), 2) for v in offset)} A "
+        f"({offset_note}); wrote {output}, {csv_path}", highlight=False, soft_wrap=True)
+
+
+def search_constrained(config: Path | None, overrides: dict, micrographs: str | None,
+                       constrain_to: Path, radius: float, cone: float, cone_step: float,
+                       offset: tuple[float, float, float] | None, max_shape: int,
+                       max_box: int) -> None:
+    """``difftm search MIC TPL --constrain-to PARTNERS.star``: the constrained search of
+    TPL on MIC with the search's own settings (CTF, preparation), written to
+    ``OUTPUT/constrained.star`` and ``.csv`` instead of maps; one expected false positive
+    over the constrained search; the offset between the templates' centres is ``offset``
+    (default 0: templates centred on one model point).
+
+    Raises:
+        ValueError: a dataset, a scheduler or the accelerated strategy with
+            ``--constrain-to``, or a bad value (one line).
+    """
+    import numpy as np
+
+    from difftm.cli.limits import check_search_sizes
+    from difftm.refine.run import load_particles
+    from difftm.search.config import load_config
+    from difftm.search.device import resolve_device
+    from difftm.search.engine import resolve_pixel_size
+    from difftm.threads import apply_threads
+
+    if micrographs is not None:
+        raise ValueError("--constrain-to searches one micrograph; run it per micrograph "
+                         "(not with --micrographs)")
+    check_number("--radius", radius, 0.0, 1000.0, "A")
+    check_number("--cone", cone, 0.0, 45.0, "deg")
+    check_number("--cone-step", cone_step, 0.05, 45.0, "deg")
+    for v in offset or ():
+        check_number("--offset", v, -5000.0, 5000.0, "A")
+    cfg = load_config(config, overrides)
+    if cfg.scheduler not in (None, "none") or getattr(cfg, "strategy", None) == "accelerated":
+        raise ValueError("--constrain-to is its own local search: not with --scheduler or "
+                         "--strategy accelerated")
+    for path in (cfg.micrograph, cfg.template):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+    check_search_sizes([cfg.micrograph], cfg.template, max_shape, max_box)
+    cfg = resolve_pixel_size(cfg)
+    _, partners = load_particles(constrain_to)
+    check_constrained(cfg, cfg.template, constrain_to, partners, radius, cone, cone_step,
+                      DEFAULT_MAX_TRIALS)
+    n_threads, _ = apply_threads(cfg.threads)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    run_constrained(cfg, cfg.template, constrain_to, out / "constrained.star", radius, cone,
+                    cone_step, np.asarray(offset or (0.0, 0.0, 0.0)),
+                    "given" if offset else "0: templates centred on one model point",
+                    1.0, str(resolve_device(cfg.device)), bool(cfg.overwrite),
+                    f"{n_threads} thread(s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -124,6 +124,21 @@ def _search(
     max_shape: Annotated[int, typer.Option("--max-shape", help=MAX_SHAPE_HELP)
                          ] = DEFAULT_MAX_SHAPE,
     max_box: Annotated[int, typer.Option("--max-box", help=MAX_BOX_HELP)] = DEFAULT_MAX_BOX,
+    constrain_to: Annotated[Path | None, typer.Option(
+        "--constrain-to", help="Search TEMPLATE only near these partner detections (STAR): "
+        "positions within --radius of each partner, orientations within --cone of its pose; "
+        "threshold for that reduced space; writes OUTPUT/constrained.star and .csv instead "
+        "of maps (docs/CLASSIFY.md; also `difftm constrained-search`).")] = None,
+    radius: Annotated[float, typer.Option(
+        help="With --constrain-to: search radius around each partner, Angstrom [10].")] = 10.0,
+    cone: Annotated[float, typer.Option(
+        help="With --constrain-to: largest rotation from the partner's orientation, "
+             "degrees [6].")] = 6.0,
+    cone_step: Annotated[float, typer.Option(
+        help="With --constrain-to: orientation step within the cone, degrees [2].")] = 2.0,
+    offset: Annotated[tuple[float, float, float] | None, typer.Option(
+        help="With --constrain-to: X Y Z (A, model frame), TEMPLATE's centre minus the "
+             "partner template's centre [0 0 0].")] = None,
 ) -> None:
     """Search a micrograph (or a dataset) for a template over orientations and defocus.
 
@@ -152,6 +167,10 @@ def _search(
                      checkpoint_minutes=checkpoint_minutes)
     overrides.update(strategy=strategy, coarse_out_of_plane_step=coarse_step,
                      candidate_miss_rate=candidate_miss_rate)
+    if constrain_to is not None:  # issue 16: a local search near partners (docs/CLASSIFY.md)
+        from difftm.cli.constrained import search_constrained
+        return search_constrained(config, overrides, micrographs, constrain_to, radius, cone,
+                                  cone_step, offset, max_shape, max_box)
     if micrographs is None and config is not None:  # a dataset may be named in the YAML
         from difftm.search.config import merge_settings
 
