@@ -107,6 +107,7 @@ def inp(tmp_path_factory) -> Inputs:
     existing.write_bytes(b"precious")
     (root / "existing.csv").write_bytes(b"precious")
     (root / "exhtml.html").write_bytes(b"precious")
+    (root / "expng.png").write_bytes(b"precious")
     bad_yaml = root / "bad.yaml"
     bad_yaml.write_bytes(b"pixel_size: \xff\xfe\n")
     bad_bundle = root / "bad_run"
@@ -453,6 +454,9 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     ("cls-starts-nine", lambda i: _cls(i, "--starts", "9"), "--starts"),
     ("cls-noise-junk", lambda i: _cls(i, "--noise", "junk"), "--noise"),
     ("cls-device-tpu", lambda i: _cls(i, "--device", "tpu"), "--device"),
+    ("cls-device-cuda", lambda i: _cls(i, "--device", "cuda:7"), "cuda"),
+    ("con-device-cuda", lambda i: _con(i, "--device", "cuda:7"), "cuda"),
+    ("con-device-tpu", lambda i: _con(i, "--device", "tpu"), "--device"),
     ("cls-max-refinements", lambda i: _cls(i, "--max-refinements", "5"),
      ("p_good.star", "6 particles x 2 templates", "--max-refinements")),
     ("cls-max-templates", lambda i: _cls(i, "--max-templates", "2", templates=(
@@ -556,6 +560,8 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     ("mw-json-exists", lambda i: ["mwlimit", "--json", str(i.root / "existing.csv")],
      "existing.csv"),
     ("mw-json-is-dir", lambda i: ["mwlimit", "--json", str(i.folder)], "a_folder.mrc"),
+    ("mw-figure-exists", lambda i: ["mwlimit", "--figure", str(i.root / "expng.png")],
+     "expng.png"),
     ("mw-figure-suffix", lambda i: ["mwlimit", "--figure", str(i.root / "f.txt")], "f.txt"),
     ("mw-figure-no-folder", lambda i: ["mwlimit", "--figure", str(i.root / "nof" / "f.png")],
      "nof"),
