@@ -906,3 +906,28 @@ def test_kill_9_during_reconstruct_leaves_previous_or_complete_files(tmp_path, d
             assert path.read_text().rstrip().endswith("</html>")
     assert all(p.name.startswith(".") or p.name in {f.name for f in files} or
                p.name == "k_figures" for p in out.iterdir())
+
+
+def test_classify_and_constrained_limits_are_inclusive_and_raisable(inp, tmp_path):
+    """--max-refinements (particles x templates) and --max-trials (partners x positions x
+    orientations) equal to the work run it; one less is refused before any work, naming
+    the option, with nothing written."""
+    from difftm.io.star import read_particles_star
+
+    n = len(read_particles_star(inp.particles)[1])
+    ok = runner.invoke(app, _classify_args(inp, tmp_path / "c.star", "--no-report",
+                                           "--max-refinements", str(2 * n)))
+    assert ok.exit_code == 0, ok.output
+    line = error_line(runner.invoke(app, _classify_args(
+        inp, tmp_path / "d.star", "--max-refinements", str(2 * n - 1))))
+    assert f"{n} particles x 2 templates" in line and "--max-refinements" in line, line
+    # radius 4 A at 2 A/px: 13 positions; cone 2 deg at step 2: 7 orientations
+    trials = n * 13 * 7
+    ok = runner.invoke(app, _constrained_args(inp, tmp_path / "s.star", "--max-trials",
+                                              str(trials)))
+    assert ok.exit_code == 0, ok.output
+    assert "7 orientations" in " ".join(ok.output.split())
+    line = error_line(runner.invoke(app, _constrained_args(inp, tmp_path / "t.star",
+                                                           "--max-trials", str(trials - 1))))
+    assert f"{trials:,} trials" in line and f"--max-trials {trials - 1}" in line, line
+    assert not [p for p in tmp_path.iterdir() if p.stem in ("d", "t")]

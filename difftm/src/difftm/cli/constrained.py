@@ -156,7 +156,7 @@ def check_constrained(cfg, template: Path, constrain_to: Path, partners, radius:
     n_trials = len(partners) * n_positions * len(cone_vectors(cone, angle_step))
     if n_trials > max_trials:
         raise ValueError(f"{len(partners)} partners x --radius {radius:g} A x --cone {cone:g} "
-                         f"deg at --angle-step {angle_step:g} is {n_trials:.3g} trials, more "
+                         f"deg at --angle-step {angle_step:g} is {n_trials:,} trials, more "
                          f"than --max-trials {max_trials:g}; shrink them or raise --max-trials")
 
 
