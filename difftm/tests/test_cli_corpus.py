@@ -168,6 +168,8 @@ def _new_command_inputs(root: Path, mic: Path) -> None:
     _particles(root / "p_on_garbage.star", "garbage.mrc")
     _particles(root / "p_on_truncated.star", "truncated.mrc")
     _particles(root / "p_on_missing.star", "no_such_mic.mrc")
+    good = (root / "p_good.star").read_bytes()
+    (root / "p_truncated.star").write_bytes(good[: len(good) - 40])  # cut inside a row
     _particles(root / "p_pixel_huge.star", "mic.mrc", optics={"rlnMicrographPixelSize": 1e9})
     _particles(root / "p_bfactor.star", "mic.mrc", optics={"rlnCtfBfactor": 1e9})
     _particles(root / "p_size_nan.star", "mic.mrc", optics={"rlnImageSize": float("nan")})
@@ -383,6 +385,7 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     ("rec-star-binary", lambda i: _rec(i, star="garbage.mrc"), "garbage.mrc"),
     ("rec-star-nonutf8", lambda i: _rec(i, star="latin1.star"), "latin1.star"),
     ("rec-star-nocols", lambda i: _rec(i, star="nocols.star"), ("nocols.star", "lacks")),
+    ("rec-star-truncated", lambda i: _rec(i, star="p_truncated.star"), "p_truncated.star"),
     ("rec-star-is-dir", lambda i: _rec(i, star="a_folder.mrc"), "a_folder.mrc"),
     ("rec-mic-garbage", lambda i: _rec(i, star="p_on_garbage.star"), "garbage.mrc"),
     ("rec-mic-truncated", lambda i: _rec(i, star="p_on_truncated.star"), "truncated.mrc"),
@@ -445,6 +448,8 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     ("cls-particles-missing", lambda i: _cls(i, particles="no.star"), "no.star"),
     ("cls-particles-binary", lambda i: _cls(i, particles="garbage.mrc"), "garbage.mrc"),
     ("cls-particles-nonutf8", lambda i: _cls(i, particles="latin1.star"), "latin1.star"),
+    ("cls-particles-truncated", lambda i: _cls(i, particles="p_truncated.star"),
+     "p_truncated.star"),
     ("cls-particles-nocols", lambda i: _cls(i, particles="nocols.star"), "nocols.star"),
     ("cls-particles-defocus", lambda i: _cls(i, particles="p_defocus.star"),
      ("p_defocus.star", "rlnDefocusU")),
@@ -490,6 +495,8 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
     ("con-partners-missing", lambda i: _con(i, partners="no.star"), "no.star"),
     ("con-partners-binary", lambda i: _con(i, partners="garbage.mrc"), "garbage.mrc"),
     ("con-partners-nonutf8", lambda i: _con(i, partners="latin1.star"), "latin1.star"),
+    ("con-partners-truncated", lambda i: _con(i, partners="p_truncated.star"),
+     "p_truncated.star"),
     ("con-partners-defocus", lambda i: _con(i, partners="p_defocus.star"),
      ("p_defocus.star", "rlnDefocusU")),
     ("con-partners-tilt-inf", lambda i: _con(i, partners="p_tilt_inf.star"),
