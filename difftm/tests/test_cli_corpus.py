@@ -195,6 +195,13 @@ def _con(i: Inputs, *extra: str, template: str = "tpl_b.mrc", partners: str = "p
             "--angle-step", "2", "--threads", "1", *extra]
 
 
+def _sc(i: Inputs, *extra: str, partners: str = "p_good.star", tpl: Path | None = None
+        ) -> list[str]:
+    """``search --constrain-to``: the constrained search through ``difftm search``."""
+    return _search(i, i.mic, tpl or i.tpl, i.root / "sc", "--constrain-to",
+                   str(i.root / partners), "--radius", "4", "--cone", "2", *extra)
+
+
 def _acc(i: Inputs, *extra: str, mic: Path | None = None) -> list[str]:
     return _search(i, mic or i.mic, i.tpl, i.root / "acc", "--strategy", "accelerated",
                    *extra)
@@ -526,6 +533,26 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
      "norun"),
     ("con-output-suffix", lambda i: _con(i, out="con.txt"), "con.txt"),
     ("con-csv-exists", lambda i: _con(i, out="existing.star"), "existing.csv"),
+    # --- search --constrain-to --------------------------------------------------------------
+    ("sc-radius-nan", lambda i: _sc(i, "--radius", "nan"), "--radius"),
+    ("sc-radius-huge", lambda i: _sc(i, "--radius", "1000"), ("--radius", "positions")),
+    ("sc-cone-negative", lambda i: _sc(i, "--cone", "-1"), "--cone"),
+    ("sc-cone-step-zero", lambda i: _sc(i, "--cone-step", "0"), "--cone-step"),
+    ("sc-offset-inf", lambda i: _sc(i, "--offset", "0", "inf", "0"), "--offset"),
+    ("sc-partners-missing", lambda i: _sc(i, partners="no.star"), "no.star"),
+    ("sc-partners-binary", lambda i: _sc(i, partners="garbage.mrc"), "garbage.mrc"),
+    ("sc-partners-nonutf8", lambda i: _sc(i, partners="latin1.star"), "latin1.star"),
+    ("sc-partners-truncated", lambda i: _sc(i, partners="p_truncated.star"),
+     "p_truncated.star"),
+    ("sc-partners-defocus", lambda i: _sc(i, partners="p_defocus.star"),
+     ("p_defocus.star", "rlnDefocusU")),
+    ("sc-partners-outside", lambda i: _sc(i, partners="p_far.star"), ("p_far.star",
+                                                                      "outside")),
+    ("sc-template-garbage", lambda i: _sc(i, tpl=i.garbage), "garbage.mrc"),
+    ("sc-template-zero", lambda i: _sc(i, tpl=i.zero_tpl), "zero_tpl.mrc"),
+    ("sc-template-pixel", lambda i: _sc(i, tpl=i.root / "tpl_px3.mrc"), "tpl_px3.mrc"),
+    ("sc-accelerated", lambda i: _sc(i, "--strategy", "accelerated"), "--constrain-to"),
+    ("sc-defocus-nan", lambda i: _sc(i, "--defocus-u", "nan"), "defocus-u"),
     # --- search --strategy accelerated ------------------------------------------------------
     ("acc-coarse-step-zero", lambda i: _acc(i, "--coarse-step", "0"), "--coarse-step"),
     ("acc-coarse-step-nan", lambda i: _acc(i, "--coarse-step", "nan"),
