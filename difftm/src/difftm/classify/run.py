@@ -219,7 +219,7 @@ def classify_particles(
     """
     from difftm.geometry.euler import euler_to_matrix
     from difftm.io.mrc import read_mrc
-    from difftm.refine.run import load_particles
+    from difftm.refine.run import check_inside, load_particles
     from difftm.search.config import load_config
     from difftm.search.engine import resolve_pixel_size
 
@@ -230,14 +230,7 @@ def classify_particles(
     vols = load_templates([Path(p) for p in templates], cfg.pixel_size)
     _, table = load_particles(Path(particles))
     image = read_mrc(cfg.micrograph).data
-    h, w = image.shape[-2:]
-    x = table["x"].to_numpy(float)
-    y = table["y"].to_numpy(float)
-    outside = (x < 0) | (y < 0) | (x > w - 1) | (y > h - 1) | ~np.isfinite(x) | ~np.isfinite(y)
-    if outside.any():
-        i = int(np.argmax(outside))
-        raise ValueError(f"{particles}: {int(outside.sum())} particle(s) outside the "
-                         f"{w} x {h} micrograph (first: row {i + 1} at x={x[i]:g}, y={y[i]:g})")
+    x, y = check_inside(table, image.shape[-2:], Path(particles))
     scorers = [ParticleScorer.from_search(cfg, image, v, device=device) for v in vols]
     centres = torch.tensor(np.stack([np.rint(x), np.rint(y)], 1).astype(np.int64))
     rot0 = euler_to_matrix(torch.tensor(table[["rot", "tilt", "psi"]].to_numpy(float)))

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import check_number, user_errors
-from difftm.cli.options import ThreadsOption
+from difftm.cli.options import ThreadsOption, particles_of_run
 from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
@@ -76,7 +76,6 @@ def _classify(
     difftmClassChi2 (fit to its class; large: no template describes it), and the pose,
     centre, defocus and SNR refined under its class's template."""
     from difftm.io.atomic import check_writable
-    from difftm.search.device import resolve_device
     from difftm.threads import apply_threads
 
     paths = list(templates or []) + list(more_templates or [])
@@ -106,16 +105,7 @@ def _classify(
     if report and figures_dir.exists() and not figures_dir.is_dir():
         raise ValueError(f"{figures_dir}: exists and is not a folder (the report's figures go "
                          "there)")
-    try:
-        resolve_device(device)
-    except ValueError as err:
-        raise ValueError(f"--device: {err}") from None
-    if particles is None:
-        from difftm.search.particles import recorded_peaks_output
-
-        particles = recorded_peaks_output(Path(run)) or Path(run) / "particles.star"
-    if not particles.is_file():
-        raise FileNotFoundError(f"{particles}: particle table not found (give --particles)")
+    particles = particles_of_run(run, particles, device)
     from difftm.io.star import read_particles_star
 
     n_particles = len(read_particles_star(particles)[1])

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from difftm.cli.errors import check_number, user_errors
-from difftm.cli.options import ThreadsOption
+from difftm.cli.options import ThreadsOption, particles_of_run
 from difftm.cli.progress import progress_reporter
 
 console = Console(stderr=True)
@@ -59,7 +59,6 @@ def _refine(
     from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.star import make_optics_table, make_particles_table, write_particles_star
     from difftm.refine.run import refine_particles
-    from difftm.search.device import resolve_device
     from difftm.threads import apply_threads
 
     if output.suffix.lower() != ".star":
@@ -78,16 +77,7 @@ def _refine(
         if 2 * scan_range / scan_step + 1 > 201:
             raise ValueError(f"--pixel-size-search {scan_range:g} {scan_step:g}: more than 201 "
                              "pixel sizes; use a larger STEP")
-    try:
-        resolve_device(device)
-    except ValueError as err:
-        raise ValueError(f"--device: {err}") from None
-    if particles is None:
-        from difftm.search.particles import recorded_peaks_output
-
-        particles = recorded_peaks_output(Path(run)) or Path(run) / "particles.star"
-    if not particles.is_file():
-        raise FileNotFoundError(f"{particles}: particle table not found (give --particles)")
+    particles = particles_of_run(run, particles, device)
     n_threads, _ = apply_threads(threads)
     grid_options = dict(out_of_plane_range=angle_range, out_of_plane_step=angle_step,
                         in_plane_range=0.6 * angle_range, in_plane_step=0.5 * angle_step)

@@ -93,6 +93,25 @@ def check_particle_values(path: Path, plain: pd.DataFrame) -> None:
             check_range(what, values[row], accepted)
 
 
+def check_inside(table: pd.DataFrame, shape: tuple[int, int],
+                 path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The particles' ``x`` and ``y`` (pixels), refusing any outside an ``(H, W)``
+    micrograph.
+
+    Raises:
+        ValueError: one line naming ``path``, the count and the first such row.
+    """
+    h, w = shape
+    x = table["x"].to_numpy(float)
+    y = table["y"].to_numpy(float)
+    outside = (x < 0) | (y < 0) | (x > w - 1) | (y > h - 1) | ~np.isfinite(x) | ~np.isfinite(y)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(f"{path}: {int(outside.sum())} particle(s) outside the "
+                         f"{w} x {h} micrograph (first: row {i + 1} at x={x[i]:g}, y={y[i]:g})")
+    return x, y
+
+
 def refine_particles(
     run: Path,
     particles: Path,
@@ -138,13 +157,7 @@ def refine_particles(
     cfg = resolve_pixel_size(load_config(run / "config.yaml", {}))
     _, table = load_particles(Path(particles))
     h, w = result.maps["snr"].shape
-    x = table["x"].to_numpy(float)
-    y = table["y"].to_numpy(float)
-    outside = (x < 0) | (y < 0) | (x > w - 1) | (y > h - 1) | ~np.isfinite(x) | ~np.isfinite(y)
-    if outside.any():
-        i = int(np.argmax(outside))
-        raise ValueError(f"{particles}: {int(outside.sum())} particle(s) outside the "
-                         f"{w} x {h} micrograph (first: row {i + 1} at x={x[i]:g}, y={y[i]:g})")
+    x, y = check_inside(table, (h, w), Path(particles))
     image, volume = _load_inputs(cfg)
     scorer = ParticleScorer.from_search(cfg, image, volume, device=device)
     centres = torch.tensor(np.stack([np.rint(x), np.rint(y)], 1).astype(np.int64))
