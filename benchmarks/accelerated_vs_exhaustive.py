@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _outputs import add_output_options, redrawn
 
 SHARED = Path(os.environ.get("DIFFTM_SHARED_DATA",
                              Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -255,14 +256,9 @@ def main() -> None:
                     help="fine grid out-of-plane step (in plane 0.6 x), degrees")
     ap.add_argument("--coarse-step", type=float, default=12.0)
     ap.add_argument("--defocus-range", type=float, default=0.0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--figure", type=Path, default=None)
-    ap.add_argument("--from-json", type=Path, default=None,
-                    help="only draw --figure from a saved --json run")
+    add_output_options(ap, threads=1)
     args = ap.parse_args()
-    if args.from_json is not None:
-        plot(json.loads(args.from_json.read_text())["cells"], args.figure)
+    if redrawn(args, plot, "cells"):
         return
     torch.set_num_threads(args.threads)
     from difftm.fourier.padding import next_fast_size

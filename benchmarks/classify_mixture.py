@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _outputs import add_output_options, redrawn
 
 SHARED = Path(os.environ.get("DIFFTM_SHARED_DATA",
                              Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -188,14 +189,9 @@ def main() -> None:
     ap.add_argument("--fluences", type=float, nargs="+", default=[10.0, 20.0])
     ap.add_argument("--pixel-size", type=float, default=1.5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--figure", type=Path, default=None)
-    ap.add_argument("--from-json", type=Path, default=None,
-                    help="only draw --figure from a saved --json run")
+    add_output_options(ap, threads=1)
     args = ap.parse_args()
-    if args.from_json is not None:
-        plot(json.loads(args.from_json.read_text())["results"], args.figure)
+    if redrawn(args, plot, "results"):
         return
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

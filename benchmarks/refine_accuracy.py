@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _outputs import add_output_options, redrawn
 
 SHARED = Path(os.environ.get("DIFFTM_SHARED_DATA",
                              Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -152,14 +153,9 @@ def main() -> None:
     ap.add_argument("--grid-step", type=float, default=2.5, help="search grid step, deg")
     ap.add_argument("--grid-refine-step", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--figure", type=Path, default=None, help="write a PNG summary here")
-    ap.add_argument("--from-json", type=Path, default=None,
-                    help="only draw --figure from a saved --json run")
+    add_output_options(ap, threads=None)
     args = ap.parse_args()
-    if args.from_json is not None:
-        plot(json.loads(args.from_json.read_text())["results"], args.figure)
+    if redrawn(args, plot, "results"):
         return
     if args.threads:
         torch.set_num_threads(args.threads)
