@@ -289,3 +289,19 @@ def test_kill_9_during_fold_leaves_previous_or_complete_files(inputs, tmp_path, 
             assert data.startswith(b"\x89PNG") and data.rstrip().endswith(b"IEND\xaeB`\x82")
     stray = [p.name for p in out.iterdir() if p.name not in FOLD_FILES]
     assert all(n.startswith(".") for n in stray), stray  # temporaries only, hidden
+
+
+@pytest.mark.parametrize("case,build,files", WRITERS, ids=IDS)
+def test_outputs_get_the_usual_permissions(inputs, tmp_path, case, build, files):
+    """Written through a temporary file, outputs still get 0666 less the umask (mkstemp's
+    0600 made them unreadable to the group, unlike every other tool's outputs)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mask = os.umask(0o022)
+    try:
+        result = runner.invoke(app, build(inputs, out))
+    finally:
+        os.umask(mask)
+    assert result.exit_code == 0, result.output
+    assert {n: oct((out / n).stat().st_mode & 0o777) for n in files} == {
+        n: oct(0o644) for n in files}

@@ -931,3 +931,27 @@ def test_classify_and_constrained_limits_are_inclusive_and_raisable(inp, tmp_pat
                                                            "--max-trials", str(trials - 1))))
     assert f"{trials:,} trials" in line and f"--max-trials {trials - 1}" in line, line
     assert not [p for p in tmp_path.iterdir() if p.stem in ("d", "t")]
+
+
+def test_atomic_output_does_not_chmod_through_a_link(tmp_path, monkeypatch):
+    """The full-disk trick makes temporaries links to /dev/full: giving the temporary the
+    usual permissions must not change the device's (as root it did: /dev/full became
+    0644 for everyone). Only a regular temporary file is chmod-ed."""
+    from difftm.io.atomic import atomic_output
+
+    target = tmp_path / "target"
+    target.write_bytes(b"")
+    target.chmod(0o600)
+    real = tempfile.mkstemp
+
+    def mkstemp(suffix=None, prefix=None, dir=None, text=False):  # noqa: A002
+        fd, name = real(suffix, prefix, dir, text)
+        os.close(fd)
+        os.unlink(name)
+        os.symlink(target, name)
+        return os.open(name, os.O_RDWR), name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    with atomic_output(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    assert target.stat().st_mode & 0o777 == 0o600

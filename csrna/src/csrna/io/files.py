@@ -8,6 +8,7 @@ import contextvars
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,10 @@ def atomic_write(path: str | Path, writer) -> None:
     os.close(fd)
     unit = _UNIT.get()
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        if stat.S_ISREG(os.lstat(tmp).st_mode):  # never through a link (tests: /dev/full)
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
         try:
             writer(tmp)
         except OSError as err:

@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,7 +156,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False,
     unit = None if immediate else _UNIT.get()
     keep = False
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        if stat.S_ISREG(os.lstat(tmp).st_mode):  # never through a link (tests: /dev/full)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the usual permissions
         try:
             yield tmp
         except OSError as err:
