@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/difftm demo --output demo_output
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check difftm csrna benchmarks
+	$(VENV)/bin/ruff check difftm csrna benchmarks testing
 	cd difftm && ../$(PY) -m pytest -q
 	cd csrna && ../$(PY) -m pytest -q
 
@@ -37,7 +37,7 @@ test-slow: $(STAMP)
 	cd csrna && ../$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check difftm csrna benchmarks
+	$(VENV)/bin/ruff check difftm csrna benchmarks testing
 
 clean:
 	rm -rf $(VENV) demo_output

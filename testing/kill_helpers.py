@@ -1,6 +1,5 @@
-"""kill -9 at chosen moments of a writing command, and the checks that follow (issue 15).
-
-(A copy of difftm/tests/kill_helpers.py: the two packages' tests do not import each other.)
+"""kill -9 at chosen moments of a writing command, and the checks that follow (issue 15);
+shared by the difftm and csrna test suites (their tests/conftest.py put this folder on the path).
 
 A moment is a delay after the start, after the command's *writing phase* began (the
 first time one of its output files, or a hidden temporary beside it, ``.<name>.*`` or

@@ -1,0 +1,6 @@
+"""Test support shared by the difftm and csrna suites lives in ../../testing (one copy)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testing"))
