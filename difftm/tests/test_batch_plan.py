@@ -43,3 +43,37 @@ def test_gpu_batch_ignores_the_cpu_cache(monkeypatch):
     monkeypatch.setattr(dev, "free_memory_bytes", lambda d: 80 * 1024**3)
     monkeypatch.setattr(dev, "last_level_cache", lambda: (1024, 1))
     assert dev.plan_batch_size((1024, 1024), 128, torch.device("cuda")) == 256
+
+
+def test_recorded_projection_count_is_what_the_projector_did(tmp_path, monkeypatch):
+    """n_projections in the metadata equals the projector's work for batches that split an
+    orientation's defocus planes (batch 3, 5 planes) and that hold several orientations."""
+    import json
+
+    from difftm.fourier.projector import FourierSliceProjector
+    from difftm.search.config import SearchConfig
+    from difftm.search.engine import SUMMARY_NAME, projections_computed, run_search
+
+    from search_helpers import blob_volume, white_noise, write_inputs
+
+    mic, tpl = write_inputs(tmp_path, white_noise((64, 64), 0), blob_volume(16), 4.0)
+    calls: list[int] = []
+    original = FourierSliceProjector.project
+
+    def counting(self, rotations, *args, **kwargs):
+        calls.append(int(rotations.shape[0]))
+        return original(self, rotations, *args, **kwargs)
+
+    monkeypatch.setattr(FourierSliceProjector, "project", counting)
+    for batch in (3, 16):
+        calls.clear()
+        cfg = SearchConfig(micrograph=mic, template=tpl, output=tmp_path / f"o{batch}",
+                           pixel_size=4.0, defocus_u=10000.0, defocus_range=400.0,
+                           out_of_plane_step=40.0, in_plane_step=40.0, batch_size=batch,
+                           device="cpu")
+        md = run_search(cfg).metadata
+        assert md["n_projections"] == sum(calls) == projections_computed(
+            md["n_search"], 5, batch)
+        assert md["n_correlations"] == md["n_search"]
+        assert json.loads((cfg.output / SUMMARY_NAME).read_text())["n_projections"] == sum(calls)
+    assert projections_computed(10, 5, 3) == 5  # [0,3) [3,6) [6,9) [9,10): 1+2+1+1

@@ -170,6 +170,7 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
         correlation_counts,
         finalize,
         prepare_output,
+        projections_computed,
         search_grid,
         template_size,
         write_summary,
@@ -258,7 +259,8 @@ def _run_locked(cfg, scheduler, n_parts, n_workers, progress) -> SearchResult:
                                "scheduler": scheduler or "in-process", "batch_size": batch,
                                "threads_per_part": threads or torch.get_num_threads()})
     result.metadata.update(run_metadata(cfg, threads or torch.get_num_threads()))
-    result.metadata.update(correlation_counts(n_search, int(angles.shape[0])))
+    result.metadata.update(correlation_counts(
+        n_search, projections_computed(n_search, int(offsets.numel()), batch)))
     check_still_ours(out, fingerprint)
     result.save(out)
     write_summary(out, result.metadata)

@@ -44,8 +44,11 @@ from difftm.search.results import (
 )
 from difftm.simulate.micrograph import template_diameter
 
+#: Companion of ``config.yaml``: what the search did (strategy, counts, timings).
+SUMMARY_NAME = "search_summary.json"
+
 #: Files a search owns in its output folder (others are never touched).
-OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml", "search_summary.json",
+OWNED_FILES = (CHECKPOINT_NAME, BUNDLE_NAME, "config.yaml", SUMMARY_NAME,
                PEAKS_RECORD) + tuple(
     f"{n}.mrc" for n in MAP_NAMES)
 
@@ -253,7 +256,9 @@ def _run_search_locked(
                           template_size=correlator.template_size,
                           template_diameter_px=template_diameter(torch.as_tensor(volume)),
                           image_shape=correlator.image_shape, timings=timings)
-        result.metadata.update(correlation_counts(correlator.n_search, int(angles.shape[0])))
+        result.metadata.update(correlation_counts(
+            correlator.n_search, projections_computed(correlator.n_search, int(offsets.numel()),
+                                                      timings["batch_size"])))
     result.metadata.update(run_metadata(cfg, torch.get_num_threads()))
     check_still_ours(out, fingerprint)
     result.save(out)
@@ -325,6 +330,20 @@ def correlate_all(
     return acc, timings
 
 
+def projections_computed(n_search: int, n_defocus: int, batch: int) -> int:
+    """Fourier-slice projections a search of ``n_search`` indices computes: batches are
+    ``[k batch, (k + 1) batch)`` (chunks and parts are multiples of the batch) and each
+    projects its distinct orientations (index // ``n_defocus``) once."""
+    total = 0
+    n_batches = -(-int(n_search) // int(batch))
+    for k0 in range(0, n_batches, 1 << 20):  # blocks of batches: bounded memory
+        k = np.arange(k0, min(n_batches, k0 + (1 << 20)), dtype=np.int64)
+        first = (k * batch) // n_defocus
+        last = (np.minimum((k + 1) * batch, n_search) - 1) // n_defocus
+        total += int((last - first + 1).sum())
+    return total
+
+
 def correlation_counts(n_correlations: int, n_projections: int,
                        n_local_scores: int = 0) -> dict:
     """The work a search did, recorded in its metadata: full-micrograph correlations,
@@ -332,10 +351,6 @@ def correlation_counts(n_correlations: int, n_projections: int,
     projections."""
     return {"n_correlations": int(n_correlations), "n_local_scores": int(n_local_scores),
             "n_projections": int(n_projections)}
-
-
-#: Companion of ``config.yaml``: what the search did (strategy, counts, timings).
-SUMMARY_NAME = "search_summary.json"
 
 
 def write_summary(out: Path, metadata: dict) -> None:
