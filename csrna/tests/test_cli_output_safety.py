@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from disk_helpers import CAN_MOUNT, full_disk_fixture
+from disk_helpers import run as _run
+from disk_helpers import umount as _umount
 from typer.testing import CliRunner
 
 from csrna.cli import app
@@ -94,81 +94,7 @@ def _previous(folder: Path, names: list[str]) -> dict[str, bytes]:
     return snapshot(folder)
 
 
-def _run(cmd: list[str]) -> bool:
-    return subprocess.run(cmd, capture_output=True).returncode == 0
-
-
-def _can_mount() -> bool:
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount")):
-        return False
-    probe = Path(tempfile.mkdtemp(prefix="csrna_mount_probe_"))
-    try:
-        if not _run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)]):
-            return False
-        _run(["umount", str(probe)])
-        return True
-    finally:
-        probe.rmdir()
-
-
-CAN_MOUNT = _can_mount()
-
-
-def _umount(folder: Path) -> None:
-    if not _run(["umount", str(folder)]):
-        _run(["umount", "-l", str(folder)])
-
-
-@dataclass
-class FullDisk:
-    """An output folder whose disk ``fill()`` makes full."""
-
-    folder: Path
-    fill: Callable[[], None]
-
-
-def _fill_tmpfs(folder: Path) -> None:
-    fd = os.open(folder / "filler.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        while True:
-            os.write(fd, b"\0" * (1 << 16))
-    except OSError as err:
-        assert err.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-
-
-@pytest.fixture(params=["tmpfs", "dev-full"])
-def full_disk(request, tmp_path, monkeypatch) -> Iterator[FullDisk]:
-    """An output folder on a disk about to be full (see the module docstring)."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    if request.param == "tmpfs":
-        if not CAN_MOUNT:
-            pytest.skip("needs root and mount for a real tmpfs")
-        assert _run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)])
-        try:
-            yield FullDisk(folder, lambda: _fill_tmpfs(folder))
-        finally:
-            _umount(folder)
-        return
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full")
-    real = tempfile.mkstemp
-
-    def fill() -> None:
-        def mkstemp(suffix=None, prefix=None, dir=None, text=False):  # noqa: A002
-            fd, name = real(suffix, prefix, dir, text)
-            if dir is None or Path(dir).resolve() != folder.resolve():
-                return fd, name
-            os.close(fd)
-            os.unlink(name)
-            os.symlink("/dev/full", name)
-            return os.open(name, os.O_RDWR), name
-
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-
-    yield FullDisk(folder, fill)
+full_disk = full_disk_fixture("2m")
 
 
 @pytest.mark.parametrize("case,build,files", WRITERS, ids=IDS)

@@ -17,12 +17,15 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from disk_helpers import CAN_MOUNT, FullDisk, full_disk_fixture
+from disk_helpers import run as _run
+from disk_helpers import umount as _umount
 from typer.testing import CliRunner
 
 from difftm.cli.main import app
@@ -138,87 +141,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 # --- a full disk --------------------------------------------------------------------------
 
-def _run(cmd: list[str]) -> bool:
-    return subprocess.run(cmd, capture_output=True).returncode == 0
-
-
-def _can_mount() -> bool:
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount")):
-        return False
-    probe = Path(tempfile.mkdtemp(prefix="difftm_mount_probe_"))
-    try:
-        if not _run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)]):
-            return False
-        _run(["umount", str(probe)])
-        return True
-    finally:
-        probe.rmdir()
-
-
-CAN_MOUNT = _can_mount()
-
-
-def _umount(folder: Path) -> None:
-    if not _run(["umount", str(folder)]):
-        _run(["umount", "-l", str(folder)])
-
-
-@dataclass
-class FullDisk:
-    """An output folder whose disk can be filled: ``fill(leave)`` leaves ``leave`` bytes."""
-
-    folder: Path
-    fill: Callable[[int], None]
-    kind: str
-
-
-def _fill_tmpfs(folder: Path, leave: int) -> None:
-    filler = folder / "filler.bin"
-    block = b"\0" * (1 << 16)
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        while True:
-            os.write(fd, block)
-    except OSError as err:
-        assert err.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    size = filler.stat().st_size
-    os.truncate(filler, max(size - leave, 0))
-
-
-@pytest.fixture(params=["tmpfs", "dev-full"])
-def full_disk(request, tmp_path, monkeypatch) -> Iterator[FullDisk]:
-    """An output folder on a disk about to be full (see the module docstring)."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    if request.param == "tmpfs":
-        if not CAN_MOUNT:
-            pytest.skip("needs root and mount for a real tmpfs")
-        assert _run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)])
-        try:
-            yield FullDisk(folder, lambda leave: _fill_tmpfs(folder, leave), "tmpfs")
-        finally:
-            _umount(folder)
-        return
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full")
-    real = tempfile.mkstemp
-
-    def fill(leave: int) -> None:
-        def mkstemp(suffix=None, prefix=None, dir=None, text=False):  # noqa: A002
-            fd, name = real(suffix, prefix, dir, text)
-            if dir is None or Path(dir).resolve() != folder.resolve() and \
-                    folder.resolve() not in Path(dir).resolve().parents:
-                return fd, name
-            os.close(fd)
-            os.unlink(name)
-            os.symlink("/dev/full", name)
-            return os.open(name, os.O_RDWR), name
-
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-
-    yield FullDisk(folder, fill, "dev-full")
+full_disk = full_disk_fixture("4m")
 
 
 def _previous(paths: list[Path]) -> dict[Path, bytes]:
@@ -501,7 +424,6 @@ def test_refine_on_a_damaged_bundle(inp, tmp_path, drop):
 # --- kill -9 while writing (slow) ---------------------------------------------------------
 
 def _kill_after(args: list[str], delay: float) -> None:
-    import subprocess
     import sys
     import time
 
