@@ -111,7 +111,7 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
                            in_plane_step=0.6 * args.fine_step,
                            defocus_range=args.defocus_range, defocus_step=200.0,
                            strategy=strategy, coarse_out_of_plane_step=args.coarse_step,
-                           device="cpu", overwrite=True)
+                           device=args.device, overwrite=True)
         t0, c0 = time.perf_counter(), time.process_time()
         result = run_search(cfg)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -256,6 +256,8 @@ def main() -> None:
                     help="fine grid out-of-plane step (in plane 0.6 x), degrees")
     ap.add_argument("--coarse-step", type=float, default=12.0)
     ap.add_argument("--defocus-range", type=float, default=0.0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (GPU: run the "
+                    "default grid, --fine-step 2.5 --defocus-range 1200)")
     add_output_options(ap, threads=1)
     args = ap.parse_args()
     if redrawn(args, plot, "cells"):
