@@ -169,12 +169,19 @@ def check_previous_or_complete(killed: dict[Path, bytes | None], previous: dict[
     """Every output after the kill (``killed``: bytes, None if absent) is its previous
     bytes or matches the complete file now in place (written by an uninterrupted rerun).
 
+    No hidden temporary of an output may remain beside it (the rerun removes a killed
+    writer's leftovers).
+
     Returns:
         What each file was after the kill: absent, previous, new (identical to the
         rerun's) or complete (same digest as the rerun's).
     """
     import tempfile
 
+    # the rerun removed what the killed writer left beside the outputs (temporaries, backups)
+    left = sorted({str(p) for path in killed for pattern in (f".{path.name}.*", f".{path.stem}.*")
+                   for p in path.parent.glob(pattern)})
+    assert not left, f"temporaries of a killed writer left after the rerun: {left}"
     states = {}
     for path, data in killed.items():
         if data is None:

@@ -63,6 +63,41 @@ def _reraise_named(err: OSError, path: Path, tmp: str | None) -> NoReturn:
     raise named from err
 
 
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries of ``path`` are ``.<stem>.<pid>-<random><suffix>`` (backups ``.bak``):
+    the writer's process id lets a later writer remove a killed writer's leftovers."""
+    return f".{path.stem}.{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries and backups of ``path`` whose writer process no longer exists
+    (a writer killed with ``kill -9`` cannot clean up); those of live processes stay."""
+    import glob
+
+    path = Path(path)
+    removed = []
+    for pattern in (f".{glob.escape(path.stem)}.*-*{glob.escape(path.suffix)}",
+                    f".{glob.escape(path.stem)}.*-*.bak"):
+        for tmp in path.parent.glob(pattern):
+            pid = tmp.name[len(path.stem) + 2:].split("-", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def atomic_write(path: str | Path, writer) -> None:
     """Write ``path`` atomically: ``writer(tmp_path)`` writes a temporary file in the same
     folder, which then replaces ``path`` (no partial file is left on failure).
@@ -76,8 +111,9 @@ def atomic_write(path: str | Path, writer) -> None:
             choosing a format by suffix, such as matplotlib, behave the same).
     """
     path = Path(path)
+    remove_dead_temporaries(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix,
                                    dir=path.parent)
     except OSError as err:
         _reraise_named(err, path, None)
@@ -137,7 +173,7 @@ def _backup(path: Path) -> Path | None:
     if not path.exists():
         return None
     while True:
-        backup = path.parent / f".{path.stem}.{secrets.token_hex(4)}.bak"
+        backup = path.parent / f"{_temporary_prefix(path)}{secrets.token_hex(4)}.bak"
         try:
             os.link(path, backup)
             return backup

@@ -121,6 +121,43 @@ _UNIT: contextvars.ContextVar[list[_Pending] | None] = contextvars.ContextVar(
     "difftm_output_unit", default=None)
 
 
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries of ``path`` are ``.<name>.<pid>-<random>.tmp``: the writer's process id
+    lets a later writer tell a killed writer's leftovers from a live one's."""
+    return f".{path.name}.{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries of ``path`` whose writer process no longer exists (a writer
+    killed with ``kill -9`` cannot clean up); those of live processes stay.
+
+    Returns:
+        The files removed.
+    """
+    import glob
+
+    removed = []
+    for tmp in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*-*.tmp"):
+        tag = tmp.name[len(Path(path).name) + 2:-len(".tmp")]
+        pid = tag.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False,
                   immediate: bool = False) -> Iterator[Path]:
@@ -146,8 +183,9 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False,
         OSError: writing failed (disk full, read-only folder...); the error names ``path``.
     """
     path = check_writable(path, overwrite)
+    remove_dead_temporaries(path)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp",
                                         dir=path.parent)
     except OSError as err:
         _reraise_named(err, path)
@@ -209,7 +247,7 @@ def _backup(path: Path) -> Path | None:
     if not path.exists():
         return None
     while True:
-        backup = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        backup = path.parent / f"{_temporary_prefix(path)}{secrets.token_hex(4)}.tmp"
         try:
             os.link(path, backup)
             return backup
