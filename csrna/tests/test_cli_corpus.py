@@ -8,11 +8,11 @@ are tiny; every case fails before any folding or sampling.
 from __future__ import annotations
 
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_checks import check_one_line_error, no_hang_fixture
 from typer.testing import CliRunner
 
 from csrna.cli import app
@@ -232,36 +232,7 @@ CASES += [
 ]
 
 
-class Hang(BaseException):
-    """Raised by the alarm when a case runs too long."""
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Fail a case that runs longer than 60 s (every case should fail at once)."""
-    def _alarm(signum, frame):
-        raise Hang("case ran longer than 60 s")
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def check_one_line_error(result, expect: str | tuple[str, ...]) -> None:
-    """Assert a clean, one-line failure naming ``expect`` (every part of a tuple)."""
-    text = result.output
-    assert result.exit_code != 0, f"succeeded on bad input:\n{text}"
-    assert isinstance(result.exception, SystemExit), (
-        f"escaped exception {type(result.exception).__name__}: {result.exception}\n{text}")
-    assert "Traceback" not in text, text
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
-    for part in (expect,) if isinstance(expect, str) else expect:
-        assert part.lower() in errors[0].lower(), f"{part!r} not named in: {errors[0]}"
+no_hang = no_hang_fixture(60)
 
 
 @pytest.mark.parametrize("case,build,expect", CASES, ids=[c[0] for c in CASES])

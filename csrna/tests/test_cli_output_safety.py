@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_checks import error_line
 from disk_helpers import CAN_MOUNT, full_disk_fixture
 from disk_helpers import run as _run
 from disk_helpers import umount as _umount
@@ -68,18 +69,6 @@ WRITERS: list[tuple[str, Callable[[Path, Path], list[str]], list[str]]] = [
     ("reweight", _reweight, ["w.csv"]),
 ]
 IDS = [w[0] for w in WRITERS]
-
-
-def error_line(result) -> str:
-    """The single ``error:`` line of a failed command."""
-    text = result.output
-    assert result.exit_code != 0, f"succeeded:\n{text}"
-    assert isinstance(result.exception, SystemExit), (
-        f"escaped {type(result.exception).__name__}: {result.exception}\n{text}")
-    assert "Traceback" not in text, text
-    errors = [ln for ln in text.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
-    return errors[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
+from cli_checks import check_one_line_error as check_failure
+from cli_checks import no_hang_fixture
 from typer.testing import CliRunner
 
 from difftm.cli.main import app
@@ -622,37 +623,12 @@ CASES: list[tuple[str, object, str | tuple[str, ...]]] = [
 ]
 
 
-class Hang(BaseException):
-    """Raised by the alarm when a case runs longer than its budget (a hang)."""
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Fail a case that runs longer than 30 s (the corpus inputs are tiny)."""
-    def _alarm(signum, frame):
-        raise Hang("case ran longer than 30 s")
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(30)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+no_hang = no_hang_fixture(30)
 
 
 def check_one_line_error(result, expect: str | tuple[str, ...]) -> None:
-    """Assert a clean, one-line failure naming ``expect`` (every part of a tuple)."""
-    text = result.output
-    assert result.exit_code != 0, f"succeeded on bad input:\n{text}"
-    assert isinstance(result.exception, SystemExit), (
-        f"escaped exception {type(result.exception).__name__}: {result.exception}\n{text}")
-    assert "Traceback" not in text, text
-    assert result.exit_code == 2, f"exit code {result.exit_code}, expected 2:\n{text}"
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
-    for part in (expect,) if isinstance(expect, str) else expect:
-        assert part.lower() in errors[0].lower(), f"{part!r} not named in: {errors[0]}"
+    """One clean ``error:`` line naming ``expect``, exit code 2 (usage errors)."""
+    check_failure(result, expect, exit_code=2)
 
 
 @pytest.mark.parametrize("case,build,expect", CASES, ids=[c[0] for c in CASES])

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import error_line
 from disk_helpers import CAN_MOUNT, FullDisk, full_disk_fixture
 from disk_helpers import run as _run
 from disk_helpers import umount as _umount
@@ -119,18 +120,6 @@ def _constrained_args(i: Inputs, out: Path, *extra: str) -> list[str]:
 def _mwlimit_args(json_path: Path, figure: Path) -> list[str]:
     return ["mwlimit", "--mass", "50", "--exposure", "none", "--detector", "perfect",
             "--json", str(json_path), "--figure", str(figure), "--overwrite"]
-
-
-def error_line(result) -> str:
-    """The single ``error:`` line of a failed command (asserts there is exactly one)."""
-    text = result.output
-    assert result.exit_code != 0, f"succeeded:\n{text}"
-    assert isinstance(result.exception, SystemExit), (
-        f"escaped {type(result.exception).__name__}: {result.exception}\n{text}")
-    assert "Traceback" not in text, text
-    errors = [ln for ln in text.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, f"expected one 'error:' line:\n{text}"
-    return errors[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
