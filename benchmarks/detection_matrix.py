@@ -35,8 +35,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+#: Name of the product's default call (metric and specificity rule) in the tables.
+DEFAULT_RULE = "default"
 SHARED = Path(os.environ.get("DIFFTM_SHARED_DATA",
                              Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 TARGETS = ("1ubi.pdb.gz", "1ake.pdb.gz", "3enl.pdb.gz", "6msm.pdb.gz", "7pbl.pdb.gz",
@@ -49,11 +52,34 @@ def _crop_size(box: int, minimum: int) -> int:
     return next_fast_size(max(minimum, 3 * box))
 
 
+def real_background(image: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded view of the real micrograph: one of its 8 rotations/flips and a random
+    ``size`` x ``size`` window (the whole image where it is smaller), so that cells and
+    noise-only crops see different parts of it rather than all the same centre crop."""
+    rng = np.random.default_rng(10_000 + seed)
+    k = int(rng.integers(8))
+    b = np.rot90(np.asarray(image), k % 4)
+    if k >= 4:
+        b = b[:, ::-1]
+    h, w = min(size, b.shape[0]), min(size, b.shape[1])
+    y0 = int(rng.integers(b.shape[0] - h + 1))
+    x0 = int(rng.integers(b.shape[1] - w + 1))
+    return np.ascontiguousarray(b[y0:y0 + h, x0:x0 + w])
+
+
 def run_cell(target: str, pixel_size: float, fluence: float, background: str, seed: int,
-             step: float, n_particles: int | None, workdir: Path, min_crop: int) -> dict:
-    """Simulate, search and score one cell; returns a JSON-able dict."""
+             step: float, n_particles: int | None, workdir: Path, min_crop: int,
+             reuse: bool = False, strategy: str = "exhaustive",
+             max_candidates: int | None = None) -> tuple[dict, pd.DataFrame]:
+    """Simulate, search and score one cell.
+
+    Returns a JSON-able dict and the cell's candidate table (every local maximum of the
+    default metric's map with all its scores and ``true``: within the match distance of a
+    planted particle). With ``reuse`` a search finished earlier in the same folder is
+    reloaded instead of rerun (the simulation is deterministic in the seed).
+    """
     from difftm.accelerate.search import grid_matched_lowpass
-    from difftm.evaluate import score_detections
+    from difftm.evaluate import match_detections, score_detections
     from difftm.io.models import load_model
     from difftm.io.mrc import read_mrc, write_mrc
     from difftm.search.config import SearchConfig
@@ -72,7 +98,8 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
         n_particles = int(np.clip((size // (1.6 * diameter)) ** 2 * 0.5, 2, 8))
     bg = None
     if background == "real":
-        bg = read_mrc(SHARED / "micrographs" / "Ucsf_stack_1142_DW.mrc").data
+        bg = real_background(read_mrc(SHARED / "micrographs" / "Ucsf_stack_1142_DW.mrc").data,
+                             size, seed)
     defocus = 8000.0 + 4000.0 * (seed % 3) / 2
     t0 = time.perf_counter()
     sim = simulate_micrograph(vol, pixel_size, (size, size), n_particles, defocus,
@@ -82,13 +109,23 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     folder = workdir / f"{target}_{pixel_size}_{fluence}_{background}_{seed}_{n_particles}"
     folder.mkdir(parents=True, exist_ok=True)
     mic, tpl = folder / "mic.mrc", folder / "tpl.mrc"
-    write_mrc(mic, sim.image, pixel_size, overwrite=True)
-    write_mrc(tpl, vol.numpy(), pixel_size, overwrite=True)
+    if not (reuse and mic.exists() and tpl.exists()):
+        write_mrc(mic, sim.image, pixel_size, overwrite=True)
+        write_mrc(tpl, vol.numpy(), pixel_size, overwrite=True)
     lowpass = grid_matched_lowpass(0.5 * diameter * pixel_size, step, pixel_size)
-    cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / "search",
-                       pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
-                       out_of_plane_step=step, in_plane_step=step, lowpass=lowpass,
-                       device="cpu", overwrite=True)
+    if strategy == "exhaustive":
+        cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / "search",
+                           pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
+                           out_of_plane_step=step, in_plane_step=step, lowpass=lowpass,
+                           device="cpu", overwrite=not reuse)
+    else:  # the coarse grid as the first pass, candidates refined at full resolution
+        name = f"accelerated_max{max_candidates}" if max_candidates else "accelerated"
+        cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / name,
+                           pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
+                           strategy="accelerated", coarse_out_of_plane_step=step,
+                           coarse_in_plane_step=step, coarse_lowpass=lowpass,
+                           device="cpu", overwrite=not reuse,
+                           **({"max_candidates": max_candidates} if max_candidates else {}))
     t0 = time.perf_counter()
     result = run_search(cfg)
     t_search = time.perf_counter() - t0
@@ -96,10 +133,13 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     out = {"target": target, "pixel_size": pixel_size, "fluence": fluence,
            "background": background, "seed": seed, "n_particles": n_particles,
            "crop": size, "box": box, "diameter_px": diameter, "lowpass": lowpass,
-           "step": step, "n_orientations": result.metadata["n_orientations"],
+           "step": step, "strategy": strategy, "n_orientations": result.metadata["n_orientations"],
            "seconds_simulate": t_sim, "seconds_search": t_search, "metrics": {}}
-    for metric in METRICS:
-        table, summary = call_particles(result, metric=metric)
+    # every metric on its own (no specificity rule), then the product's default call
+    rules = {m: {"metric": m, "min_specificity": None} for m in METRICS}
+    rules[DEFAULT_RULE] = {}
+    for metric, options in rules.items():
+        table, summary = call_particles(result, **options)
         called = table[table["called"]].reset_index(drop=True)
         if n_particles:
             s = score_detections(called, sim.truth, max_distance=match)
@@ -111,7 +151,20 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
                                       "cutoff": summary.cutoff}
     truth_snr = [float(result.maps["snr"][int(t.y), int(t.x)]) for t in sim.truth.itertuples()]
     out["median_snr_at_truth"] = float(np.median(truth_snr)) if truth_snr else None
-    return out
+    table, summary = call_particles(result)
+    cand = table.drop(columns=[c for c in table.columns if c.startswith("called")])
+    cand = cand.reset_index(drop=True)
+    cand["true"] = False
+    if n_particles:
+        for i, _, _ in match_detections(cand, sim.truth, match):
+            cand.loc[i, "true"] = True
+    for key in ("target", "pixel_size", "fluence", "background", "seed", "n_particles"):
+        cand[key] = out[key]
+    cand["cell"] = folder.name
+    cand["erfc_threshold"] = summary.thresholds["snr"]
+    cand["n_search"] = result.metadata["n_search"]
+    cand["valid_pixels"] = result.metadata["valid_pixels"]
+    return out, cand
 
 
 def _cell_line(cell: dict) -> str:
@@ -127,6 +180,15 @@ def _cell_line(cell: dict) -> str:
     return (f"{cell['target']:<12} {cell['pixel_size']:.1f} A/px {cell['fluence']:>3.0f} e/A2 "
             f"{cell['background']:<5} n={cell['n_particles']} {snr_txt}| " + ", ".join(parts)
             + f" | {cell['seconds_search']:.0f} s")
+
+
+def _save_candidates(path: Path | None, tables: list) -> None:
+    """Write the candidates of the cells run so far (after each cell: a partial run is
+    usable)."""
+    if path is not None and tables:
+        tmp = path.with_name(f".{path.name}.tmp")
+        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False)
+        tmp.replace(path)
 
 
 def summarise(cells: list[dict], default: str) -> dict:
@@ -160,22 +222,42 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, choices=["shot", "real"],
                     help="run only the cells of these backgrounds, with the seeds they have "
                          "in the full matrix (to rerun part of it)")
-    ap.add_argument("--step", type=float, default=15.0, help="grid step, degrees")
-    ap.add_argument("--noise", type=int, default=2,
-                    help="noise-only crops per pixel size and background")
+    ap.add_argument("--only-pixel-sizes", nargs="+", type=float, default=None,
+                    help="run only the cells at these pixel sizes, with the seeds they have in "
+                         "the full matrix")
+    ap.add_argument("--max-candidates", type=int, default=None,
+                    help="accelerated: refine at most this many candidates per crop (the "
+                         "strongest coarse maxima; default: the product's)")
+    ap.add_argument("--step", type=float, default=15.0,
+                    help="grid step, degrees (of the coarse pass with --strategy accelerated)")
+    ap.add_argument("--strategy", choices=["accelerated", "exhaustive"], default="accelerated",
+                    help="accelerated (default): the coarse grid is the first pass and every "
+                         "candidate is refined at full resolution, so the calls see the scores "
+                         "a fine search would give at the particle's pose; exhaustive: the "
+                         "coarse low-passed grid's maps are called directly")
+    ap.add_argument("--noise", type=int, default=6,
+                    help="noise-only crops per pixel size and background (searched with the "
+                         "targets in turn)")
     ap.add_argument("--min-crop", type=int, default=512, help="smallest crop edge, px")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write every cell here")
+    ap.add_argument("--candidates", type=Path, default=None,
+                    help="write every cell's candidates (all scores, truth label) to this CSV")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the cells' micrographs and searches here and reuse finished "
+                         "searches (default: a temporary folder)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from difftm.search.particles import DEFAULT_METRIC
+    from difftm.search.particles import DEFAULT_METRIC, MIN_SPECIFICITY
 
     cells: list[dict] = []
+    tables = []
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="detmatrix_") as tmp:
-        work = Path(tmp)
+        work = args.workdir or Path(tmp)
+        reuse = args.workdir is not None
         k = 0
         for target in args.targets:
             for px in args.pixel_sizes:
@@ -184,18 +266,27 @@ def main() -> None:
                         k += 1
                         if args.only and bg not in args.only:
                             continue
-                        cell = run_cell(target, px, fl, bg, args.seed + k - 1, args.step, None,
-                                        work, args.min_crop)
+                        if args.only_pixel_sizes and px not in args.only_pixel_sizes:
+                            continue
+                        cell, cand = run_cell(target, px, fl, bg, args.seed + k - 1,
+                                              args.step, None, work, args.min_crop, reuse,
+                                              args.strategy, args.max_candidates)
                         cells.append(cell)
+                        tables.append(cand)
+                        _save_candidates(args.candidates, tables)
                         print(_cell_line(cell), flush=True)
-        for px in args.pixel_sizes:
+        for px in args.only_pixel_sizes or args.pixel_sizes:
             for bg in args.only or args.backgrounds:
                 for j in range(args.noise):
-                    cell = run_cell(args.targets[len(args.targets) // 2], px, 40.0, bg,
-                                    1000 + args.seed + j, args.step, 0, work, args.min_crop)
+                    cell, cand = run_cell(args.targets[j % len(args.targets)], px, 40.0, bg,
+                                          1000 + args.seed + j, args.step, 0, work,
+                                          args.min_crop, reuse, args.strategy,
+                                          args.max_candidates)
                     cells.append(cell)
+                    tables.append(cand)
+                    _save_candidates(args.candidates, tables)
                     print(_cell_line(cell), flush=True)
-    summary = summarise(cells, DEFAULT_METRIC)
+    summary = summarise(cells, DEFAULT_RULE)
     summary["seconds"] = time.perf_counter() - t_all
     summary["machine"] = f"{platform.machine()} x{torch.get_num_threads()} threads"
     if args.json is not None:
@@ -203,10 +294,12 @@ def main() -> None:
     fp = summary["noise_fp_per_micrograph"]
     print("noise-only false positives per micrograph: "
           + ", ".join(f"{k} {v:.2f}" for k, v in fp.items()))
-    print(f"default={DEFAULT_METRIC} cells={summary['cells']} default_ok={summary['default_ok']} "
+    rule = DEFAULT_METRIC + (f"+specificity>={MIN_SPECIFICITY:g}" if MIN_SPECIFICITY else "")
+    print(f"default={rule} cells={summary['cells']} "
+          f"default_ok={summary['default_ok']} "
           f"worst_precision={summary['worst_precision']:.3f} "
           f"worst_recall_gap={summary['worst_recall_gap']:.3f} "
-          f"noise_fp_per_micrograph={fp.get(DEFAULT_METRIC, float('nan')):.2f} "
+          f"noise_fp_per_micrograph={fp.get(DEFAULT_RULE, float('nan')):.2f} "
           f"seconds={summary['seconds']:.0f}")
 
 

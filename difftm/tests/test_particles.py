@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from difftm.search.engine import run_search
-from difftm.search.particles import call_particles, particles_star_tables
+from difftm.search.particles import MIN_SPECIFICITY, call_particles, particles_star_tables
 from difftm.stats.threshold import erfc_threshold
 
 from search_helpers import write_inputs
@@ -29,10 +29,18 @@ def test_all_metrics_and_decisions(result):
     np.testing.assert_array_equal(table["called_zscore"], table["zscore"] >= t)
     np.testing.assert_array_equal(table["called_snr"], table["snr"] >= t)
     np.testing.assert_array_equal(table["called_pvalue"], table["neg_log_p"] >= 8.0)
+    # the default is the chosen metric's decision alone (no specificity rule) ...
+    assert MIN_SPECIFICITY is None
     np.testing.assert_array_equal(table["called"], table["called_zscore"])
+    # ... and with a specificity rule, both
+    gated, gsum = call_particles(result, metric="zscore", min_specificity=1.0)
+    np.testing.assert_array_equal(
+        gated["called"], gated["called_zscore"] & (gated["specificity"] >= 1.0))
+    assert gsum.n_rejected_specificity == int((gated["called_zscore"]
+                                               & (gated["specificity"] < 1.0)).sum())
     assert (np.diff(table["zscore"].to_numpy()) <= 0).all()  # strongest first
     # with --metric snr the candidates are SNR maxima: the planted centres exactly
-    snr_table, _ = call_particles(result, metric="snr")
+    snr_table, _ = call_particles(result, metric="snr", min_specificity=None)
     called = {(int(r.y), int(r.x)) for r in snr_table[snr_table["called"]].itertuples()}
     assert {yx for yx, _ in PLANTS} <= called
     # defocus and Angstrom columns
@@ -43,7 +51,7 @@ def test_all_metrics_and_decisions(result):
 
 
 def test_user_cutoff_and_pvalue_populations(result):
-    table, summary = call_particles(result, metric="snr", cutoff=5.0)
+    table, summary = call_particles(result, metric="snr", cutoff=5.0, min_specificity=None)
     assert summary.cutoff == 5.0
     np.testing.assert_array_equal(table["called"], table["snr"] >= 5.0)
     t_all, _ = call_particles(result, metric="pvalue", pvalue_candidates="all", pvalue_region="q3")

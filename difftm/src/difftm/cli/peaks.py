@@ -39,6 +39,13 @@ def _peaks(
              "diameter).")] = "auto",
     border: Annotated[int | None, typer.Option(
         help="Exclude peaks within this many pixels of the edge [template half-box].")] = None,
+    min_specificity: Annotated[str, typer.Option(
+        help="Also require this orientation specificity: how far the z-score stands above "
+             "the micrograph's typical z-score, in robust sigmas (the CSV's specificity "
+             "column). Rejects background features that match the template in many "
+             "orientations alike, at the cost of some small, blob-like particles (measured "
+             "trade-off: docs/STATISTICS.md section 6); 'none' or 'auto' (the default): no "
+             "such rule.")] = "none",
     pvalue_region: Annotated[str, typer.Option(
         help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
     pvalue_candidates: Annotated[str, typer.Option(
@@ -69,6 +76,7 @@ def _peaks(
 
     cutoff = _auto_or_number(threshold, "--threshold", minimum=-float("inf"))
     distance = _auto_or_number(min_distance, "--min-distance", minimum=0.0)
+    specificity = _specificity_option(min_specificity)
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     check_number("--n-false-positives", n_false_positives, 0.0, 1e9, low_open=True)
@@ -83,7 +91,7 @@ def _peaks(
             Path(results), output, metric=metric, cutoff=cutoff,
             n_false_positives=n_false_positives, min_distance=distance, border=border,
             pvalue_region=pvalue_region, pvalue_candidates=pvalue_candidates, report=report,
-            overwrite=overwrite)
+            overwrite=overwrite, min_specificity=specificity)
         console.print(written.line(), highlight=False, soft_wrap=True)
         if written.html is not None:
             console.print(f"report: {written.html}", highlight=False, soft_wrap=True)
@@ -99,7 +107,8 @@ def _peaks(
     table, summary = call_particles(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
         min_distance=distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
-        pvalue_candidates=pvalue_candidates)  # type: ignore[arg-type]
+        pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
+        min_specificity=specificity)
     merit = {"pvalue": "neg_log_p", "gev": "zscore"}.get(metric, metric)
     optics, particles = particles_star_tables(
         table, result, micrograph_name=str(result.metadata.get("micrograph", "")),
@@ -172,6 +181,16 @@ def _auto_or_number(text: str, option: str, minimum: float) -> float | None:
         bound = f" >= {minimum:g}" if minimum > -float("inf") else ""
         raise ValueError(f"{option} must be a finite number{bound}, got {text}")
     return value
+
+
+def _specificity_option(text: str) -> float | None:
+    """--min-specificity: 'auto' (the default rule), 'none' (off) or a finite number."""
+    from difftm.search.particles import MIN_SPECIFICITY
+
+    if text.strip().lower() == "none":
+        return None
+    value = _auto_or_number(text, "--min-specificity (or 'none')", minimum=-float("inf"))
+    return MIN_SPECIFICITY if value is None else value
 
 
 def register(app: typer.Typer) -> None:

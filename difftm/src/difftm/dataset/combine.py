@@ -86,6 +86,7 @@ def dataset_particles(
     pvalue_candidates: str = "maxima",
     report: bool = True,
     overwrite: bool = False,
+    min_specificity: float | None | str = "default",
 ) -> DatasetParticles:
     """Call particles on every micrograph of a dataset folder and write the tables.
 
@@ -98,6 +99,8 @@ def dataset_particles(
             micrograph.
         report: also write the HTML report.
         overwrite: replace existing output files.
+        min_specificity: the orientation-specificity rule of
+            :func:`difftm.search.particles.call_particles` ("default": its default).
 
     Returns:
         The paths written and the per-micrograph table.
@@ -108,8 +111,11 @@ def dataset_particles(
     """
     from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.star import write_particles_star
-    from difftm.search.particles import call_particles, particles_star_tables
+    from difftm.search.particles import MIN_SPECIFICITY, call_particles, particles_star_tables
     from difftm.search.results import BUNDLE_NAME, load_results
+
+    if min_specificity == "default":
+        min_specificity = MIN_SPECIFICITY
 
     folder = Path(folder)
     manifest = load_manifest(folder)
@@ -142,7 +148,8 @@ def dataset_particles(
                 res, metric=metric, cutoff=cutoff,  # type: ignore[arg-type]
                 n_false_positives=n_false_positives, min_distance=min_distance, border=border,
                 pvalue_region=pvalue_region,  # type: ignore[arg-type]
-                pvalue_candidates=pvalue_candidates)  # type: ignore[arg-type]
+                pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
+                min_specificity=min_specificity)  # type: ignore[arg-type]
             _, particles = particles_star_tables(table, res, micrograph_name=row["name"],
                                                  figure_of_merit=merit)
             particles["rlnOpticsGroup"] = np.full(len(particles), group, dtype=np.int64)
