@@ -47,7 +47,7 @@ def test_all_metrics_and_decisions(result):
     np.testing.assert_allclose(table["x_angstrom"], table["x"] * 2.0)
     np.testing.assert_allclose(table["defocus_u"], 9000.0 + table["defocus_offset"])
     assert summary.n_called["snr"] == int(table["called_snr"].sum())
-    assert "called" in summary.line()
+    assert f"called {int(table['called'].sum())} of {len(table)} candidates" in summary.line()
 
 
 def test_user_cutoff_and_pvalue_populations(result):

@@ -46,6 +46,12 @@ def _peaks(
              "orientations alike, at the cost of some small, blob-like particles (measured "
              "trade-off: docs/STATISTICS.md section 6); 'none' or 'auto' (the default): no "
              "such rule.")] = "none",
+    max_contamination: Annotated[str, typer.Option(
+        help="Reject candidates within half a template diameter of contamination or carbon "
+             "edges: where the micrograph smoothed over one template diameter departs from "
+             "its median by more than this many robust sigmas (the CSV's contamination "
+             "column); 'auto' (8, twice what a particle alone reaches) or 'none'. Reads the "
+             "searched micrograph; skipped (and said) where it is no longer readable.")] = "auto",
     pvalue_region: Annotated[str, typer.Option(
         help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
     pvalue_candidates: Annotated[str, typer.Option(
@@ -77,6 +83,7 @@ def _peaks(
     cutoff = _auto_or_number(threshold, "--threshold", minimum=-float("inf"))
     distance = _auto_or_number(min_distance, "--min-distance", minimum=0.0)
     specificity = _specificity_option(min_specificity)
+    contamination = _contamination_option(max_contamination)
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     check_number("--n-false-positives", n_false_positives, 0.0, 1e9, low_open=True)
@@ -91,7 +98,8 @@ def _peaks(
             Path(results), output, metric=metric, cutoff=cutoff,
             n_false_positives=n_false_positives, min_distance=distance, border=border,
             pvalue_region=pvalue_region, pvalue_candidates=pvalue_candidates, report=report,
-            overwrite=overwrite, min_specificity=specificity)
+            overwrite=overwrite, min_specificity=specificity,
+            max_contamination=contamination)
         console.print(written.line(), highlight=False, soft_wrap=True)
         if written.html is not None:
             console.print(f"report: {written.html}", highlight=False, soft_wrap=True)
@@ -108,7 +116,7 @@ def _peaks(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
         min_distance=distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
         pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
-        min_specificity=specificity)
+        min_specificity=specificity, max_contamination=contamination)
     merit = {"pvalue": "neg_log_p", "gev": "zscore"}.get(metric, metric)
     optics, particles = particles_star_tables(
         table, result, micrograph_name=str(result.metadata.get("micrograph", "")),
@@ -123,7 +131,7 @@ def _peaks(
             table.to_csv(tmp, index=False, float_format="%.6g")
         html_path = html() if html is not None else None
         record_peaks_output(results, output)  # `difftm refine RUN` reads it by default
-    console.print(summary.line())
+    console.print(summary.line(), highlight=False, soft_wrap=True)
     if html_path is not None:
         console.print(f"report: {html_path}")
     console.print(f"wrote {len(particles)} particles to {output} and all "
@@ -191,6 +199,18 @@ def _specificity_option(text: str) -> float | None:
         return None
     value = _auto_or_number(text, "--min-specificity (or 'none')", minimum=-float("inf"))
     return MIN_SPECIFICITY if value is None else value
+
+
+def _contamination_option(text: str) -> float | None:
+    """--max-contamination: 'auto' (the default limit), 'none' (off) or a positive number."""
+    from difftm.search.contamination import MAX_CONTAMINATION
+
+    if text.strip().lower() == "none":
+        return None
+    value = _auto_or_number(text, "--max-contamination (or 'none')", minimum=0.0)
+    if value == 0.0:
+        raise ValueError("--max-contamination must be positive (or 'none')")
+    return MAX_CONTAMINATION if value is None else value
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from difftm.search.contamination import MAX_CONTAMINATION
 from difftm.search.results import SearchResult
 
 Metric = Literal["snr", "zscore", "pvalue", "gev"]
@@ -81,16 +82,25 @@ class CallSummary:
     thresholds: dict[str, float] = field(default_factory=dict)
     min_specificity: float | None = None
     n_rejected_specificity: int = 0
+    max_contamination: float | None = None
+    n_rejected_contamination: int = 0
+    note: str = ""
+    n_final: int = 0
 
     def line(self) -> str:
-        """One summary line: chosen metric, cutoff, number called under each metric."""
+        """One summary line: chosen metric, cutoff, rules, number called under each metric."""
         counts = ", ".join(f"{k} {v}" for k, v in self.n_called.items())
-        gate = ""
+        rules = ""
+        if self.max_contamination is not None:
+            rules += (f"; near contamination (> {self.max_contamination:g}) rejected "
+                      f"{self.n_rejected_contamination}")
         if self.min_specificity is not None:
-            gate = (f"; specificity >= {self.min_specificity:g} rejected "
-                    f"{self.n_rejected_specificity}")
-        return (f"metric {self.metric}, cutoff {self.cutoff:.3f}{gate}; candidates "
-                f"{self.n_candidates}; called (before the specificity rule): {counts}")
+            rules += (f"; specificity < {self.min_specificity:g} rejected "
+                      f"{self.n_rejected_specificity}")
+        if self.note:
+            rules += f"; {self.note}"
+        return (f"metric {self.metric}, cutoff {self.cutoff:.3f}{rules}; called "
+                f"{self.n_final} of {self.n_candidates} candidates; above the cutoff: {counts}")
 
 
 def call_particles(
@@ -104,6 +114,8 @@ def call_particles(
     pvalue_cutoff: float = 8.0,
     pvalue_candidates: Literal["maxima", "all"] = "maxima",
     min_specificity: float | None = MIN_SPECIFICITY,
+    max_contamination: float | None = MAX_CONTAMINATION,
+    micrograph: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, CallSummary]:
     """Pick candidates, score them with every metric and call particles with one.
 
@@ -126,6 +138,13 @@ def call_particles(
             orientations alike, and also some particles of small, blob-like targets; it
             only ever removes calls, so the false-positive rate stays within the erfc
             formula.
+        max_contamination: a called particle must lie at least half a template diameter
+            from contamination, i.e. have a contamination statistic
+            (:func:`difftm.search.contamination.contamination_map`) of at most this
+            (default :data:`~difftm.search.contamination.MAX_CONTAMINATION`); None: no
+            such rule. Needs the micrograph: ``micrograph``, else the file the search read
+            (where it is no longer readable the rule is skipped and the summary says so).
+        micrograph: the searched image (default: read from the search's metadata).
 
     Returns:
         ``(table, summary)``: a plain-named table of all candidates with a boolean column
@@ -140,6 +159,10 @@ def call_particles(
         raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if min_specificity is not None and not np.isfinite(min_specificity):
         raise ValueError(f"minimum specificity must be a finite number, got {min_specificity}")
+    if max_contamination is not None and not (np.isfinite(max_contamination)
+                                              and max_contamination > 0):
+        raise ValueError("maximum contamination must be a positive number, got "
+                         f"{max_contamination}")
     md = result.metadata
     maps = result.maps
     if border is None:
@@ -159,6 +182,18 @@ def call_particles(
                  "defocus_offset"):
         table[name] = maps[name][y, x].astype(np.float64)
     table["specificity"] = orientation_specificity(maps["zscore"], valid, table["zscore"])
+    contamination_note = ""
+    table["contamination"] = np.nan
+    if max_contamination is not None:
+        from difftm.search.contamination import contamination_map, searched_micrograph
+
+        image = micrograph if micrograph is not None else searched_micrograph(
+            md, maps["snr"].shape)
+        if image is None:
+            contamination_note = "contamination rule skipped: micrograph not readable"
+        else:
+            cmap = contamination_map(image, float(md.get("template_diameter_px") or md["box"]))
+            table["contamination"] = cmap[y, x]
     px = float(md["pixel_size"])
     table["x_angstrom"] = table["x"] * px
     table["y_angstrom"] = table["y"] * px
@@ -194,6 +229,11 @@ def call_particles(
         specific = table["specificity"] >= min_specificity
         rejected = int((table["called"] & ~specific).sum())
         table["called"] = table["called"] & specific
+    rejected_contamination = 0
+    if max_contamination is not None and not contamination_note:
+        clean = ~(table["contamination"] > max_contamination)
+        rejected_contamination = int((table["called"] & ~clean).sum())
+        table["called"] = table["called"] & clean
     summary = CallSummary(
         metric=metric,
         cutoff=thresholds[metric],
@@ -202,6 +242,10 @@ def call_particles(
         thresholds=thresholds,
         min_specificity=min_specificity,
         n_rejected_specificity=rejected,
+        max_contamination=None if contamination_note else max_contamination,
+        n_rejected_contamination=rejected_contamination,
+        note=contamination_note,
+        n_final=int(table["called"].sum()),
     )
     return table, summary
 

@@ -1,4 +1,12 @@
-"""The orientation-specificity rule of the default particle call.
+"""The rules of the particle call beyond the threshold: contamination and specificity.
+
+Contamination (on by default): candidates within half a template diameter of a region where
+the micrograph, smoothed over one template diameter, departs from its median by more than
+MAX_CONTAMINATION robust sigmas are not called. Checked with a dark disc (ice
+contamination) laid over one of two planted particles, and on the plain micrograph, where
+the particles alone must stay well below the limit.
+
+Orientation specificity (an option):
 
 A real micrograph holds features (ice, carbon, blobs, other proteins) that correlate with a
 template in many orientations alike: their SNR can pass the erfc threshold, but their best
@@ -131,6 +139,60 @@ def test_peaks_command_takes_the_rule_and_writes_the_specificity(decoy_case):
         assert "specificity" in table
         outcome[option] = table
         if option != "none":
-            assert f"specificity >= {K:g}" in res.output
+            assert f"specificity < {K:g} rejected" in res.output
     row = lambda t: t.loc[np.hypot(t["y"] - decoy[0], t["x"] - decoy[1]).idxmin()]  # noqa: E731
     assert row(outcome["none"])["called"] and not row(outcome[str(K)])["called"]
+
+
+def test_contamination_map_flags_a_dark_disc_and_its_edge_but_not_particles():
+    from difftm.search.contamination import MAX_CONTAMINATION, contamination_map
+
+    rng = np.random.default_rng(1)
+    n0, diam = 100.0, 30.0
+    image = rng.poisson(n0, (320, 320)).astype(np.float64)
+    yy, xx = np.mgrid[:320, :320]
+    image[np.hypot(yy - 80, xx - 80) < 45] *= 0.6  # contamination, 90 px across
+    cmap = contamination_map(image, diam)
+    assert cmap[80, 80] > MAX_CONTAMINATION
+    assert cmap[80, 80 + 45 + 10] > MAX_CONTAMINATION  # within half a diameter of the edge
+    assert cmap[240, 240] < 4
+    with pytest.raises(ValueError, match="diameter"):
+        contamination_map(image, 0.0)
+
+
+def test_default_call_rejects_a_particle_on_contamination_only(decoy_case, tmp_path):
+    import shutil
+
+    from difftm.search.contamination import MAX_CONTAMINATION
+    from difftm.search.results import load_results
+
+    sim, _, result, folder = decoy_case
+    # the particles alone stay far below the limit: both are called by default
+    table, summary = call_particles(result)
+    assert summary.max_contamination == MAX_CONTAMINATION and not summary.note
+    for t in sim.truth.itertuples():
+        row, dist = _nearest(table, (t.y, t.x))
+        assert dist <= 2 and row["called"] and row["contamination"] < MAX_CONTAMINATION / 2
+    # a dark disc (ice contamination, 2 diameters across) laid over the first particle
+    from difftm.io.mrc import read_mrc
+
+    image = read_mrc(folder / "m.mrc").data.astype(np.float64)
+    first, second = sim.truth.iloc[0], sim.truth.iloc[1]
+    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+    diameter = result.metadata["template_diameter_px"]
+    image[np.hypot(yy - first.y, xx - first.x) < diameter] *= 0.7
+    dirty, dsum = call_particles(result, micrograph=image)
+    r1, _ = _nearest(dirty, (first.y, first.x))
+    r2, _ = _nearest(dirty, (second.y, second.x))
+    assert r1["contamination"] > MAX_CONTAMINATION and not r1["called"]
+    assert r2["called"] and dsum.n_rejected_contamination >= 1
+    assert "contamination" in dsum.line()
+    off, _ = call_particles(result, micrograph=image, max_contamination=None)
+    assert _nearest(off, (first.y, first.x))[0]["called"]
+    # the searched micrograph gone: the rule is skipped, and the summary says so
+    moved = tmp_path / "run"
+    shutil.copytree(folder / "run", moved)
+    res = load_results(moved)
+    res.metadata["micrograph"] = str(tmp_path / "gone.mrc")
+    _, gone = call_particles(res)
+    assert "skipped" in gone.line() and gone.max_contamination is None

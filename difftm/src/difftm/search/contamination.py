@@ -1,0 +1,67 @@
+"""Contamination and carbon edges: where a micrograph's local mean departs from its own.
+
+Ice contamination, carbon edges and aggregates are much larger and darker (or brighter)
+than a particle. Whitening cannot flatten them (it equalises the average spectrum, not a
+local object), and their edges correlate with a template in many poses: on the detection
+matrix's real-background crops they held most of the false positives that pass the erfc
+threshold (docs/STATISTICS.md section 6). Pickers exclude such regions; so does the default
+call here.
+
+The statistic of a pixel is the largest robust z-score, within half a template diameter, of
+the micrograph smoothed by a Gaussian of one template diameter:
+``|g(x) - median(g)| / (1.4826 * MAD(g))``. A particle changes the local mean of the image by
+little after that smoothing (at most 3.98 robust sigmas for every planted particle of the
+matrix's shot-noise cells, 8 kDa to 2.3 MDa, 30-60 e/A^2); the default limit is twice that.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+#: Default largest contamination statistic of a called particle (robust sigmas): twice the
+#: largest value a planted particle reached on its own (shot-noise cells of the detection
+#: matrix, docs/STATISTICS.md section 6).
+MAX_CONTAMINATION = 8.0
+
+
+def contamination_map(image: np.ndarray, diameter_px: float) -> np.ndarray:
+    """Per pixel, the largest robust z-score of the smoothed micrograph within half a
+    template diameter (float64, the image's shape).
+
+    Args:
+        image: the micrograph, [y, x].
+        diameter_px: the template's diameter in pixels (smoothing scale and window).
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"micrograph must be 2D, got shape {img.shape}")
+    if not (diameter_px > 0 and math.isfinite(diameter_px)):
+        raise ValueError(f"template diameter must be a positive number, got {diameter_px}")
+    smooth = ndimage.gaussian_filter(img, float(diameter_px), mode="reflect")
+    med = float(np.median(smooth))
+    mad = 1.4826 * float(np.median(np.abs(smooth - med)))
+    z = np.abs(smooth - med) / max(mad, 1e-12 * max(abs(med), 1.0))
+    window = 2 * int(round(0.5 * diameter_px)) + 1
+    return ndimage.maximum_filter(z, size=window, mode="nearest")
+
+
+def searched_micrograph(metadata: dict, shape: tuple[int, int]) -> np.ndarray | None:
+    """The micrograph a search read (``metadata["micrograph"]``), or None where it is no
+    longer readable or no longer has the maps' shape."""
+    from difftm.io.mrc import read_mrc
+
+    path = metadata.get("micrograph")
+    if not path:
+        return None
+    try:
+        data = read_mrc(Path(path)).data
+    except (OSError, ValueError):
+        return None
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    return data if data.shape == tuple(shape) else None
