@@ -67,7 +67,8 @@ def _peaks(
     """Pick peaks in the maps of a search and write RELION STAR and CSV particle tables.
 
     Every candidate gets every metric (SNR, z-score, flat-field SNR, -ln p, local mean and
-    sigma) as columns of the CSV; the STAR file holds the particles called by --metric.
+    sigma, contamination, orientation specificity) as columns of the CSV; the STAR file holds
+    the particles called by --metric, less those near contamination (--max-contamination).
     For a dataset folder: per-micrograph and combined STAR files (rlnMicrographName per
     particle, the optics of the input) and a dataset report (particles.html).
     """

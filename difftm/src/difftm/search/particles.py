@@ -7,8 +7,10 @@ because a strong particle's correlation footprint has side maxima above the thre
 about half its diameter) and outside a border (the template half-box by default). For every
 candidate the table carries all metrics: 2DTM SNR, flat-field SNR, z-score, local mean and
 sigma, -ln p of the 2DTM p-value (fitted on all candidates, region q1 or q3) and the
-decisions of the erfc, GEV and p-value rules. The chosen metric's decision selects the rows
-written as particles.
+decisions of the erfc, GEV and p-value rules, the contamination statistic and the orientation
+specificity. The chosen metric's decision, less candidates near contamination
+(:mod:`difftm.search.contamination`, on by default) and, as an option, those below a minimum
+specificity, selects the rows written as particles.
 
 Why the SNR is the default: the z-score saturates on strong particles (at pixels a particle
 covers, many wrong orientations still correlate with it, so the per-pixel mean and sigma over
