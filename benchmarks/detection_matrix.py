@@ -246,45 +246,6 @@ def markdown_tables(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def cell_figure(folder: Path, path: Path) -> None:
-    """One cell's micrograph (smoothed) with the contamination limit's contour, the planted
-    particles and what the SNR alone and the default call (contamination rule) call."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import ndimage
-
-    from difftm.io.mrc import read_mrc
-    from difftm.search.contamination import MAX_CONTAMINATION, contamination_map
-    from difftm.search.particles import call_particles
-    from difftm.search.results import load_results
-
-    run = next(p for p in sorted(folder.iterdir()) if (p / "results.npz").exists())
-    result = load_results(run)
-    image = read_mrc(folder / "mic.mrc").data.astype(np.float64)
-    diameter = float(result.metadata["template_diameter_px"])
-    cmap = contamination_map(image, diameter)
-    plain, _ = call_particles(result, max_contamination=None)
-    table, summary = call_particles(result)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4))
-    ax.imshow(ndimage.gaussian_filter(image, 0.1 * diameter), cmap="gray")
-    ax.contour(cmap, levels=[MAX_CONTAMINATION], colors="orange", linewidths=1)
-    snr_only = plain[plain["called"]]
-    kept = table[table["called"]]
-    ax.scatter(snr_only["x"], snr_only["y"], s=260, facecolors="none", edgecolors="red",
-               label=f"SNR alone ({len(snr_only)})")
-    ax.scatter(kept["x"], kept["y"], s=120, facecolors="none", edgecolors="lime", lw=1.5,
-               label=f"default call ({len(kept)})")
-    ax.plot([], [], color="orange", label=f"contamination > {MAX_CONTAMINATION:g}")
-    ax.set_title(folder.name, fontsize=9)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _save_candidates(path: Path | None, tables: list) -> None:
     """Write the candidates of the cells run so far (after each cell: a partial run is
     usable)."""
@@ -366,13 +327,7 @@ def main() -> None:
     ap.add_argument("--from-json", nargs="+", type=Path, default=None,
                     help="run nothing: print the Markdown tables and the summary of cells "
                          "saved earlier with --json (several files are merged)")
-    ap.add_argument("--figure-cell", nargs=2, type=Path, default=None,
-                    metavar=("CELL_FOLDER", "PNG"),
-                    help="run nothing: draw one cell of a --workdir with its calls")
     args = ap.parse_args()
-    if args.figure_cell:
-        cell_figure(*args.figure_cell)
-        return
     if args.threads:
         torch.set_num_threads(args.threads)
     from difftm.search.particles import DEFAULT_METRIC, MIN_SPECIFICITY

@@ -187,6 +187,11 @@ def test_default_call_rejects_a_particle_on_contamination_only(decoy_case, tmp_p
     assert r1["contamination"] > MAX_CONTAMINATION and not r1["called"]
     assert r2["called"] and dsum.n_rejected_contamination >= 1
     assert "contamination" in dsum.line()
+    # the report's detections figure outlines the excluded region and marks the rejected
+    from difftm.report.search_report import search_figures
+
+    figs = search_figures(tmp_path / "figs", result, dirty, dsum, image=image)
+    assert figs["detections"].stat().st_size > 0
     off, _ = call_particles(result, micrograph=image, max_contamination=None)
     assert _nearest(off, (first.y, first.x))[0]["called"]
     # the searched micrograph gone: the rule is skipped, and the summary says so

@@ -37,6 +37,8 @@ def plot_micrograph_detections(
     truth: pd.DataFrame | None = None,
     title: str = "",
     lowpass_sigma_px: float = 1.5,
+    excluded: np.ndarray | None = None,
+    rejected: pd.DataFrame | None = None,
 ) -> Path:
     """Micrograph (lightly smoothed for display) with detections and true particles circled.
 
@@ -48,6 +50,10 @@ def plot_micrograph_detections(
         truth: optional true centres (cyan dashed circles).
         title: figure title.
         lowpass_sigma_px: Gaussian smoothing for display only.
+        excluded: optional boolean (H, W) mask of regions excluded from calls (outlined in
+            orange: contamination).
+        rejected: optional columns x, y of candidates above the threshold that a rule
+            rejected (red crosses).
     """
     from scipy.ndimage import gaussian_filter
 
@@ -63,6 +69,11 @@ def plot_micrograph_detections(
                                 ls="--"))
     for x, y in zip(detections["x"], detections["y"], strict=True):
         ax.add_patch(Circle((x, y), radius_px, fill=False, ec="yellow", lw=1.4))
+    if excluded is not None and np.any(excluded):
+        ax.contour(np.asarray(excluded, dtype=float), levels=[0.5], colors="orange",
+                   linewidths=1.0)
+    if rejected is not None and len(rejected):
+        ax.scatter(rejected["x"], rejected["y"], marker="x", c="red", s=40, lw=1.2)
     ax.set_title(title or f"{len(detections)} detections (yellow)"
                  + ("; truth dashed cyan" if truth is not None else ""))
     ax.set_xlabel("x (px)")
