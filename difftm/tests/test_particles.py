@@ -92,3 +92,17 @@ def test_defaults_snr_metric_and_suppression_from_the_template_extent(tmp_path):
     assert (particles["rlnPhaseShift"] == 30.0).all()
     assert (particles["rlnCtfBfactor"] == 40.0).all()
     assert md["phase_shift"] == 30.0 and md["ctf_bfactor"] == 40.0
+
+
+def test_undefined_pvalue_leaves_the_other_metrics_alone(result, monkeypatch):
+    """Regression (detection matrix, 6ZU5 at 1 A/px: two particles, ten candidates): where
+    the p-value model is undefined (z-score and SNR ranks alike), the call used to fail."""
+    import difftm.stats.pvalue as pvalue
+
+    def undefined(*args, **kwargs):
+        raise ValueError("zscore and snr have (nearly) identical ranks; the p-value is undefined")
+
+    monkeypatch.setattr(pvalue, "neg_log_pvalue", undefined)
+    table, summary = call_particles(result, metric="snr", min_specificity=None)
+    assert table["neg_log_p"].isna().all() and summary.n_called["pvalue"] == 0
+    assert summary.n_called["snr"] >= 2

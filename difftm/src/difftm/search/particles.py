@@ -209,15 +209,21 @@ def call_particles(
     t_gev = gev_threshold(fit, n_pix, n_false_positives)
     if pvalue_candidates not in ("maxima", "all"):
         raise ValueError(f"pvalue candidates must be 'maxima' or 'all', got {pvalue_candidates!r}")
-    if pvalue_candidates == "all":
-        model = fit_pvalue_model(maps["zscore"][valid], maps["snr"][valid])
-        q1, q2 = model.to_probit(table["zscore"].to_numpy(), table["snr"].to_numpy())
-        table["neg_log_p"] = model.neg_log_p(q1, q2, region=pvalue_region)
-    elif len(table) >= 3:
-        table["neg_log_p"] = neg_log_pvalue(table["zscore"].to_numpy(), table["snr"].to_numpy(),
-                                            region=pvalue_region)
-    else:
-        table["neg_log_p"] = np.nan
+    # the p-value model needs a population whose z-score and SNR ranks differ; where they
+    # do not (a few candidates, e.g. a crop holding two large particles) it is undefined:
+    # NaN, so that nothing is called by it, and every other metric still is
+    table["neg_log_p"] = np.nan
+    try:
+        if pvalue_candidates == "all":
+            model = fit_pvalue_model(maps["zscore"][valid], maps["snr"][valid])
+            q1, q2 = model.to_probit(table["zscore"].to_numpy(), table["snr"].to_numpy())
+            table["neg_log_p"] = model.neg_log_p(q1, q2, region=pvalue_region)
+        elif len(table) >= 3:
+            table["neg_log_p"] = neg_log_pvalue(table["zscore"].to_numpy(),
+                                                table["snr"].to_numpy(), region=pvalue_region)
+    except ValueError as err:
+        if "undefined" not in str(err):
+            raise
     thresholds = {"snr": t_erfc, "zscore": t_erfc, "gev": t_gev, "pvalue": pvalue_cutoff}
     if cutoff is not None:
         thresholds[metric] = float(cutoff)
