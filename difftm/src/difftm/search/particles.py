@@ -41,8 +41,8 @@ SUPPRESSION_DIAMETERS = 0.7
 #: Default minimum orientation specificity of a called particle (robust sigmas of the
 #: micrograph's z-scores; :func:`orientation_specificity`): None, no such rule. Measured on
 #: the detection matrix in held-out folds (one target out at a time), a minimum chosen on
-#: the other targets did not generalise (fewer cells met the defaults' bar than with the
-#: SNR alone), so the rule is an option (docs/STATISTICS.md section 6).
+#: the other targets did not generalise (no more held-out cells met the defaults' bar than
+#: without it), so the rule is an option (docs/STATISTICS.md section 6).
 MIN_SPECIFICITY: float | None = None
 
 
