@@ -195,9 +195,16 @@ def test_default_call_rejects_a_particle_on_contamination_only(decoy_case, tmp_p
     off, _ = call_particles(result, micrograph=image, max_contamination=None)
     assert _nearest(off, (first.y, first.x))[0]["called"]
     # the searched micrograph gone: the rule is skipped, and the summary says so
-    moved = tmp_path / "run"
+    moved = tmp_path / "project" / "runs" / "run"
     shutil.copytree(folder / "run", moved)
     res = load_results(moved)
     res.metadata["micrograph"] = str(tmp_path / "gone.mrc")
     _, gone = call_particles(res)
     assert "skipped" in gone.line() and gone.max_contamination is None
+    # a relative path recorded by a search run from the project folder is found from the
+    # search's folder upwards, whatever the working directory
+    (tmp_path / "project" / "data").mkdir()
+    shutil.copy(folder / "m.mrc", tmp_path / "project" / "data" / "m.mrc")
+    res.metadata["micrograph"] = "data/m.mrc"
+    _, found = call_particles(res)
+    assert found.max_contamination == MAX_CONTAMINATION and not found.note

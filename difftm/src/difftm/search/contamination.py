@@ -60,18 +60,32 @@ def contamination_map(image: np.ndarray, diameter_px: float) -> np.ndarray:
     return np.repeat(np.repeat(zmax, f, axis=0), f, axis=1)[:h, :w]
 
 
-def searched_micrograph(metadata: dict, shape: tuple[int, int]) -> np.ndarray | None:
+def searched_micrograph(metadata: dict, shape: tuple[int, int],
+                        folder: Path | None = None) -> np.ndarray | None:
     """The micrograph a search read (``metadata["micrograph"]``), or None where it is no
-    longer readable or no longer has the maps' shape."""
+    longer readable or no longer has the maps' shape.
+
+    A relative path is tried as it is (from the working directory), then from the search's
+    output ``folder`` and each folder above it (the search may have been run elsewhere).
+    """
     from difftm.io.mrc import read_mrc
 
-    path = metadata.get("micrograph")
-    if not path:
+    recorded = metadata.get("micrograph")
+    if not recorded:
         return None
-    try:
-        data = read_mrc(Path(path)).data
-    except (OSError, ValueError):
-        return None
-    if data.ndim == 3 and data.shape[0] == 1:
-        data = data[0]
-    return data if data.shape == tuple(shape) else None
+    path = Path(recorded)
+    tries = [path]
+    if not path.is_absolute() and folder is not None:
+        tries += [base / path for base in (Path(folder), *Path(folder).parents)]
+    for candidate in tries:
+        if not candidate.is_file():
+            continue
+        try:
+            data = read_mrc(candidate).data
+        except (OSError, ValueError):
+            continue
+        if data.ndim == 3 and data.shape[0] == 1:
+            data = data[0]
+        if data.shape == tuple(shape):
+            return data
+    return None

@@ -190,7 +190,7 @@ def call_particles(
         from difftm.search.contamination import contamination_map, searched_micrograph
 
         image = micrograph if micrograph is not None else searched_micrograph(
-            md, maps["snr"].shape)
+            md, maps["snr"].shape, getattr(result, "folder", None))
         if image is None:
             contamination_note = "contamination rule skipped: micrograph not readable"
         else:

@@ -45,6 +45,8 @@ class SearchResult:
     maps: dict[str, np.ndarray]
     best_index: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the output folder it was loaded from (None for a result made in this process)
+    folder: Path | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,7 +108,8 @@ def load_results(folder: Path) -> SearchResult:
     except Exception as err:
         raise ValueError(f"{path}: unreadable results bundle ({one_line_reason(err)})") from err
     check_bundle(path, maps, metadata)
-    return SearchResult(maps=maps, best_index=best_index, metadata=metadata)
+    return SearchResult(maps=maps, best_index=best_index, metadata=metadata,
+                        folder=Path(folder).resolve())
 
 
 #: Metadata every reader of a bundle (peaks, refine, reports, dataset tables) relies on.
