@@ -54,13 +54,15 @@ def load(cells_paths: list[Path], candidate_paths: list[Path],
     return cand, best
 
 
-def evaluate(cand: pd.DataFrame, best: dict, k: float | None) -> pd.DataFrame:
+def evaluate(cand: pd.DataFrame, best: dict, k: float | None,
+             contamination: bool = True) -> pd.DataFrame:
     """Per cell: precision, recall, bar met (planted) or false positives (noise-only), for
-    the default call (SNR threshold and contamination rule) with ``specificity >= k``."""
+    the default call (SNR threshold and, with ``contamination``, the contamination rule)
+    with ``specificity >= k``."""
     from difftm.search.contamination import MAX_CONTAMINATION
 
     called = cand["snr"] >= cand["erfc_threshold"]
-    if "contamination" in cand and MAX_CONTAMINATION is not None:
+    if contamination and "contamination" in cand and MAX_CONTAMINATION is not None:
         called &= ~(cand["contamination"] > MAX_CONTAMINATION)
     if k is not None:
         called &= cand["specificity"] >= k
@@ -97,12 +99,12 @@ def tally(ev: pd.DataFrame) -> dict:
     return out
 
 
-def choose_k(cand: pd.DataFrame, best: dict) -> float:
+def choose_k(cand: pd.DataFrame, best: dict, contamination: bool = True) -> float:
     """The k with most cells meeting the bar at <= 1 noise false positive per micrograph
     (the middle of the best plateau)."""
     scores = []
     for k in K_GRID:
-        t = tally(evaluate(cand, best, float(k)))
+        t = tally(evaluate(cand, best, float(k), contamination))
         feasible = not (t["fp"] > 1.0)
         scores.append(t["ok"] if feasible else -1)
     scores = np.asarray(scores)
@@ -118,6 +120,9 @@ def main() -> None:
     ap.add_argument("--usable", action="store_true",
                     help="compare recall only with metrics whose precision in the cell is "
                          ">= 0.95 (default: with every metric, as the issue's bar says)")
+    ap.add_argument("--no-contamination", action="store_true",
+                    help="base the rule on the SNR alone (default: on the default call, SNR "
+                         "and contamination rule)")
     ap.add_argument("--figure", type=Path, default=None,
                     help="specificity vs SNR of the candidates above the threshold (PNG)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -125,19 +130,20 @@ def main() -> None:
     cand, best = load(args.cells, args.candidates, args.usable)
     if "specificity" not in cand:
         raise SystemExit("the candidates have no specificity column: rerun detection_matrix.py")
+    base = not args.no_contamination
     held = []
     folds = {}
     for target in sorted(cand["target"].unique()):
         train = cand[cand["target"] != target]
-        k = choose_k(train, best)
+        k = choose_k(train, best, base)
         folds[target] = k
-        ev = evaluate(cand[cand["target"] == target], best, k)
+        ev = evaluate(cand[cand["target"] == target], best, k, base)
         held.append(ev.assign(k=k))
         print(f"fold {target:<12} k chosen on the other targets: {k:5.2f}  held out: "
               f"{tally(ev)}", flush=True)
     held_ev = pd.concat(held, ignore_index=True)
-    plain = evaluate(cand, best, None)
-    k_all = choose_k(cand, best)
+    plain = evaluate(cand, best, None, base)
+    k_all = choose_k(cand, best, base)
     print("\nheld-out cells (each with its fold's k):")
     cols = ["target", "pixel_size", "fluence", "background", "precision", "recall", "best",
             "ok", "k"]
@@ -147,7 +153,7 @@ def main() -> None:
           f"{h['ok_real']}); noise fp/micrograph shot {h['fp_shot']:.2f} real {h['fp_real']:.2f}")
     print(f"no rule     : cells ok {p['ok']}/{p['cells']} (shot {p['ok_shot']}, real "
           f"{p['ok_real']}); noise fp/micrograph shot {p['fp_shot']:.2f} real {p['fp_real']:.2f}")
-    a = tally(evaluate(cand, best, k_all))
+    a = tally(evaluate(cand, best, k_all, base))
     print(f"k chosen on all cells: {k_all:.2f} (in-sample: cells ok {a['ok']}/{a['cells']}, "
           f"noise fp {a['fp']:.2f})")
     if args.json is not None:
