@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from detection_matrix import meets_bar
 
 K_GRID = np.round(np.arange(-2.0, 10.001, 0.25), 2)
 
@@ -81,7 +82,7 @@ def evaluate(cand: pd.DataFrame, best: dict, k: float | None,
             rec = tp / n
             top = max(best.get(name, rec), rec)
             row.update(noise=False, precision=prec, recall=rec, best=top,
-                       ok=bool(prec >= 0.95 and top - rec <= 0.05 + 1e-9))
+                       ok=meets_bar(prec, rec, top))
         rows.append(row)
     return pd.DataFrame(rows)
 

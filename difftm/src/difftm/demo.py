@@ -187,7 +187,7 @@ def run_demo(output: Path, settings: DemoSettings | None = None, log: Log = prin
         log(f"[{name}] searching")
         result = run_search(cfg, progress=_progress_printer(log))
         # the defaults of `difftm peaks` (SNR, suppression radius from the template's extent)
-        table, call = call_particles(result)
+        table, call = call_particles(result, micrograph=sim.image)
         called = table[table["called"]].reset_index(drop=True)
         optics, particles = particles_star_tables(table, result, str(mic_path))
         write_particles_star(folder / "particles.star", particles, optics, overwrite=True)

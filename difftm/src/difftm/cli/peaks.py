@@ -74,7 +74,9 @@ def _peaks(
     """
     from difftm.io.atomic import atomic_output, output_unit
     from difftm.io.star import write_particles_star
+    from difftm.search.contamination import MAX_CONTAMINATION, searched_micrograph
     from difftm.search.particles import (
+        MIN_SPECIFICITY,
         call_particles,
         particles_star_tables,
         record_peaks_output,
@@ -83,8 +85,10 @@ def _peaks(
 
     cutoff = _auto_or_number(threshold, "--threshold", minimum=-float("inf"))
     distance = _auto_or_number(min_distance, "--min-distance", minimum=0.0)
-    specificity = _specificity_option(min_specificity)
-    contamination = _contamination_option(max_contamination)
+    specificity = _rule_option(min_specificity, "--min-specificity", MIN_SPECIFICITY,
+                               minimum=-float("inf"))
+    contamination = _rule_option(max_contamination, "--max-contamination", MAX_CONTAMINATION,
+                                 minimum=0.0, positive=True)
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     check_number("--n-false-positives", n_false_positives, 0.0, 1e9, low_open=True)
@@ -113,11 +117,14 @@ def _peaks(
     check_peaks_outputs(Path(output), report, overwrite)
     csv_path = Path(output).with_suffix(".csv")
     result = load_results(results)
+    # the searched micrograph, read once: for the contamination rule and the report
+    image = (searched_micrograph(result.metadata, result.shape, result.folder)
+             if report or contamination is not None else None)
     table, summary = call_particles(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
         min_distance=distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
         pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
-        min_specificity=specificity, max_contamination=contamination)
+        min_specificity=specificity, max_contamination=contamination, micrograph=image)
     merit = {"pvalue": "neg_log_p", "gev": "zscore"}.get(metric, metric)
     optics, particles = particles_star_tables(
         table, result, micrograph_name=str(result.metadata.get("micrograph", "")),
@@ -125,7 +132,7 @@ def _peaks(
     # the figures first (they only feed the report), then STAR, CSV, report and the record
     # for `difftm refine` as one unit: a failure leaves all of them as they were
     html = _report_writer(Path(output), result, table, summary, pvalue_region,
-                          overwrite) if report else None
+                          overwrite, image) if report else None
     with output_unit():
         write_particles_star(output, particles, optics, overwrite=overwrite)
         with atomic_output(csv_path, overwrite=overwrite) as tmp:
@@ -163,14 +170,13 @@ def check_peaks_outputs(output: Path, report: bool, overwrite: bool) -> None:
 
 
 def _report_writer(output: Path, result, table, summary, region: str,
-                   overwrite: bool) -> Callable[[], Path]:
-    """Draw the report's figures now; return the function that writes the HTML report."""
-    from difftm.io.mrc import read_mrc
+                   overwrite: bool, image) -> Callable[[], Path]:
+    """Draw the report's figures now (the micrograph figure when ``image`` is not None);
+    return the function that writes the HTML report."""
     from difftm.report.html import write_report
     from difftm.report.search_report import search_figures, search_section
 
     mic = Path(str(result.metadata.get("micrograph", "")))
-    image = read_mrc(mic).data if mic.is_file() else None
     figures = search_figures(output.parent / f"{output.stem}_figures", result, table, summary,
                              image=image, pvalue_region=region)
     section = search_section(mic.name or "micrograph", result, summary, figures)
@@ -192,26 +198,16 @@ def _auto_or_number(text: str, option: str, minimum: float) -> float | None:
     return value
 
 
-def _specificity_option(text: str) -> float | None:
-    """--min-specificity: 'auto' (the default rule), 'none' (off) or a finite number."""
-    from difftm.search.particles import MIN_SPECIFICITY
-
+def _rule_option(text: str, option: str, default: float | None, minimum: float,
+                 positive: bool = False) -> float | None:
+    """A rule's option: 'none' (off), 'auto' (``default``) or a finite number >= ``minimum``
+    (> 0 with ``positive``); one-line error otherwise."""
     if text.strip().lower() == "none":
         return None
-    value = _auto_or_number(text, "--min-specificity (or 'none')", minimum=-float("inf"))
-    return MIN_SPECIFICITY if value is None else value
-
-
-def _contamination_option(text: str) -> float | None:
-    """--max-contamination: 'auto' (the default limit), 'none' (off) or a positive number."""
-    from difftm.search.contamination import MAX_CONTAMINATION
-
-    if text.strip().lower() == "none":
-        return None
-    value = _auto_or_number(text, "--max-contamination (or 'none')", minimum=0.0)
-    if value == 0.0:
-        raise ValueError("--max-contamination must be positive (or 'none')")
-    return MAX_CONTAMINATION if value is None else value
+    value = _auto_or_number(text, f"{option} (or 'none')", minimum=minimum)
+    if positive and value == 0.0:
+        raise ValueError(f"{option} must be positive (or 'none')")
+    return default if value is None else value
 
 
 def register(app: typer.Typer) -> None:

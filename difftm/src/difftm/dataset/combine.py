@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from difftm.dataset.run import load_manifest
-from difftm.search.particles import METRICS
+from difftm.search.contamination import MAX_CONTAMINATION
+from difftm.search.particles import METRICS, MIN_SPECIFICITY
 
 __all__ = ["DatasetParticles", "dataset_particles"]
 
@@ -86,8 +87,8 @@ def dataset_particles(
     pvalue_candidates: str = "maxima",
     report: bool = True,
     overwrite: bool = False,
-    min_specificity: float | None | str = "default",
-    max_contamination: float | None | str = "default",
+    min_specificity: float | None = MIN_SPECIFICITY,
+    max_contamination: float | None = MAX_CONTAMINATION,
 ) -> DatasetParticles:
     """Call particles on every micrograph of a dataset folder and write the tables.
 
@@ -101,8 +102,8 @@ def dataset_particles(
         report: also write the HTML report.
         overwrite: replace existing output files.
         min_specificity: the orientation-specificity rule of
-            :func:`difftm.search.particles.call_particles` ("default": its default).
-        max_contamination: its contamination rule ("default": its default).
+            :func:`difftm.search.particles.call_particles`.
+        max_contamination: its contamination rule.
 
     Returns:
         The paths written and the per-micrograph table.
@@ -113,14 +114,8 @@ def dataset_particles(
     """
     from difftm.io.atomic import atomic_output, check_writable, output_unit
     from difftm.io.star import write_particles_star
-    from difftm.search.contamination import MAX_CONTAMINATION
-    from difftm.search.particles import MIN_SPECIFICITY, call_particles, particles_star_tables
+    from difftm.search.particles import call_particles, particles_star_tables
     from difftm.search.results import BUNDLE_NAME, load_results
-
-    if min_specificity == "default":
-        min_specificity = MIN_SPECIFICITY
-    if max_contamination == "default":
-        max_contamination = MAX_CONTAMINATION
 
     folder = Path(folder)
     manifest = load_manifest(folder)
@@ -154,8 +149,7 @@ def dataset_particles(
                 n_false_positives=n_false_positives, min_distance=min_distance, border=border,
                 pvalue_region=pvalue_region,  # type: ignore[arg-type]
                 pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
-                min_specificity=min_specificity,  # type: ignore[arg-type]
-                max_contamination=max_contamination)  # type: ignore[arg-type]
+                min_specificity=min_specificity, max_contamination=max_contamination)
             _, particles = particles_star_tables(table, res, micrograph_name=row["name"],
                                                  figure_of_merit=merit)
             particles["rlnOpticsGroup"] = np.full(len(particles), group, dtype=np.int64)

@@ -50,20 +50,15 @@ def search_figures(
         radius = 0.35 * float(result.metadata["box"])
         title = f"{len(called)} called (yellow)" + (
             f", {len(truth)} planted (cyan)" if truth is not None else "")
-        excluded = rejected = None
-        if call.max_contamination is not None and "contamination" in table:
-            from difftm.search.contamination import contamination_map
-
-            diameter = float(result.metadata.get("template_diameter_px")
-                             or result.metadata["box"])
-            excluded = contamination_map(image, diameter) > call.max_contamination
+        rejected = None
+        if call.excluded is not None:
             rejected = table[table[f"called_{call.metric}"]
                              & (table["contamination"] > call.max_contamination)]
             title += (f"; {len(rejected)} rejected near contamination (red x, orange "
                       "outline)") if len(rejected) else ""
         figs["detections"] = plot_micrograph_detections(
             image, called, folder / f"{prefix}detections.png", radius, truth=truth, title=title,
-            excluded=excluded, rejected=rejected)
+            excluded=call.excluded, rejected=rejected)
     figs["zscore"] = plot_map(result.maps["zscore"], folder / f"{prefix}zscore.png",
                               "z-score map", "z-score")
     valid = result.valid_mask()

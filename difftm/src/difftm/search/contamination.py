@@ -41,6 +41,8 @@ def contamination_map(image: np.ndarray, diameter_px: float) -> np.ndarray:
     """
     from scipy import ndimage
 
+    from difftm.stats.robust import median_sigma
+
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError(f"micrograph must be 2D, got shape {img.shape}")
@@ -52,9 +54,8 @@ def contamination_map(image: np.ndarray, diameter_px: float) -> np.ndarray:
     padded = np.pad(img, ((0, hb * f - h), (0, wb * f - w)), mode="edge")
     binned = padded.reshape(hb, f, wb, f).mean(axis=(1, 3))
     smooth = ndimage.gaussian_filter(binned, float(diameter_px) / f, mode="reflect")
-    med = float(np.median(smooth))
-    mad = 1.4826 * float(np.median(np.abs(smooth - med)))
-    z = np.abs(smooth - med) / max(mad, 1e-12 * max(abs(med), 1.0))
+    med, sigma = median_sigma(smooth)
+    z = np.abs(smooth - med) / max(sigma, 1e-12 * max(abs(med), 1.0))
     window = 2 * int(round(0.5 * diameter_px / f)) + 1
     zmax = ndimage.maximum_filter(z, size=window, mode="nearest")
     return np.repeat(np.repeat(zmax, f, axis=0), f, axis=1)[:h, :w]

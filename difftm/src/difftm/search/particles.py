@@ -65,12 +65,13 @@ def orientation_specificity(zscore_map: np.ndarray, valid: np.ndarray,
     (high specificity); a feature of the background that correlates with the template in many
     orientations alike (ice, carbon, a blob) can have a high SNR but a typical z-score.
     """
+    from difftm.stats.robust import median_sigma
+
     z = np.asarray(zscore_map, dtype=np.float64)[np.asarray(valid, dtype=bool)]
     if z.size == 0:
         return np.full(len(zscore), np.nan)
-    med = float(np.median(z))
-    mad = 1.4826 * float(np.median(np.abs(z - med)))
-    return (np.asarray(zscore, dtype=np.float64) - med) / max(mad, 1e-12)
+    med, sigma = median_sigma(z)
+    return (np.asarray(zscore, dtype=np.float64) - med) / max(sigma, 1e-12)
 
 
 @dataclass
@@ -88,6 +89,8 @@ class CallSummary:
     n_rejected_contamination: int = 0
     note: str = ""
     n_final: int = 0
+    #: (H, W) bool: where the contamination rule excludes calls (None: rule off or skipped)
+    excluded: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def line(self) -> str:
         """One summary line: chosen metric, cutoff, rules, number called under each metric."""
@@ -185,6 +188,7 @@ def call_particles(
         table[name] = maps[name][y, x].astype(np.float64)
     table["specificity"] = orientation_specificity(maps["zscore"], valid, table["zscore"])
     contamination_note = ""
+    excluded = None
     table["contamination"] = np.nan
     if max_contamination is not None:
         from difftm.search.contamination import contamination_map, searched_micrograph
@@ -196,6 +200,7 @@ def call_particles(
         else:
             cmap = contamination_map(image, float(md.get("template_diameter_px") or md["box"]))
             table["contamination"] = cmap[y, x]
+            excluded = cmap > max_contamination
     px = float(md["pixel_size"])
     table["x_angstrom"] = table["x"] * px
     table["y_angstrom"] = table["y"] * px
@@ -254,6 +259,7 @@ def call_particles(
         n_rejected_contamination=rejected_contamination,
         note=contamination_note,
         n_final=int(table["called"].sum()),
+        excluded=excluded,
     )
     return table, summary
 
