@@ -137,8 +137,8 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
            "step": step, "strategy": strategy, "n_orientations": result.metadata["n_orientations"],
            "seconds_simulate": t_sim, "seconds_search": t_search, "metrics": {}}
     # every metric on its own (no specificity rule), then the product's default call
-    rules = {m: {"metric": m, "min_specificity": None, "max_contamination": None}
-             for m in METRICS}
+    rules = {m: {"metric": m, "min_specificity": None, "max_contamination": None,
+                 "max_excess_contrast": None} for m in METRICS}
     rules[DEFAULT_RULE] = {}
     # planted particles on contamination (the texture is added, so they keep their full
     # contrast there, unlike real particles in thick ice or on carbon) and the clean rest

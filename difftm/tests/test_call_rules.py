@@ -1,10 +1,16 @@
-"""The rules of the particle call beyond the threshold: contamination and specificity.
+"""The rules of the particle call beyond the threshold: contamination, blobs, specificity.
 
 Contamination (on by default): candidates within half a template diameter of a region where
 the micrograph, smoothed over one template diameter, departs from its median by more than
 MAX_CONTAMINATION robust sigmas are not called. Checked with a dark disc (ice
 contamination) laid over one of two planted particles, and on the plain micrograph, where
 the particles alone must stay well below the limit.
+
+Excess contrast (on by default): a candidate whose particle-scale contrast in the whitened
+micrograph is more than MAX_EXCESS_CONTRAST robust sigmas beyond what its template explains
+is not called. Checked with a dark Gaussian blob a quarter diameter wide (too small for the
+contamination rule) whose SNR passes the threshold, beside two planted particles that must
+stay called (test_excess_contrast.py checks the statistic itself against direct sums).
 
 Orientation specificity (an option):
 
@@ -208,3 +214,77 @@ def test_default_call_rejects_a_particle_on_contamination_only(decoy_case, tmp_p
     res.metadata["micrograph"] = "data/m.mrc"
     _, found = call_particles(res)
     assert found.max_contamination == MAX_CONTAMINATION and not found.note
+
+
+@pytest.fixture(scope="module")
+def blob_case(decoy_case, tmp_path_factory):
+    """The decoy case's micrograph with a dark particle-sized blob added away from the
+    particles and the decoy (a Gaussian of a quarter template diameter, 10% of the dose
+    deep at its centre: a small dense object of the background), searched again."""
+    from difftm.io.mrc import read_mrc
+    from difftm.simulate.micrograph import template_diameter
+
+    sim, decoy, result, folder = decoy_case
+    image = read_mrc(folder / "m.mrc").data.astype(np.float64)
+    vol = read_mrc(folder / "t.mrc").data
+    diameter = template_diameter(torch.as_tensor(vol))
+    taken = np.vstack([sim.truth[["y", "x"]].to_numpy(), decoy])
+    spots = [(y, x) for y in range(40, 152, 8) for x in range(40, 152, 8)]
+    spot = np.asarray(max(spots, key=lambda q: np.hypot(*(taken - q).T).min()))
+    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+    n0 = 60.0 * 2.0 * 2.0
+    image -= 0.1 * n0 * np.exp(-((yy - spot[0]) ** 2 + (xx - spot[1]) ** 2)
+                               / (2 * (diameter / 4) ** 2))
+    out = tmp_path_factory.mktemp("blob")
+    write_mrc(out / "m.mrc", image.astype(np.float32), 2.0)
+    write_mrc(out / "t.mrc", vol, 2.0)
+    cfg = SearchConfig(micrograph=out / "m.mrc", template=out / "t.mrc", output=out / "run",
+                       pixel_size=2.0, defocus_u=10000.0, defocus_range=0.0,
+                       out_of_plane_step=8.0, in_plane_step=8.0, device="cpu")
+    return sim, spot, run_search(cfg), out
+
+
+def test_default_call_rejects_a_dark_blob_its_template_does_not_explain(blob_case, tmp_path):
+    import shutil
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from difftm.cli.main import app
+    from difftm.search.contamination import MAX_CONTAMINATION, MAX_EXCESS_CONTRAST
+    from difftm.search.results import load_results
+
+    sim, spot, result, folder = blob_case
+    table, summary = call_particles(result)
+    assert summary.max_excess_contrast == MAX_EXCESS_CONTRAST and not summary.note
+    row, dist = _nearest(table, spot)
+    # the blob passes the SNR threshold and is too small for the contamination rule ...
+    assert dist <= 8 and row["snr"] >= summary.thresholds["snr"], row
+    assert row["contamination"] < MAX_CONTAMINATION
+    # ... but it is much darker than a particle of that SNR: rejected
+    assert row["excess_contrast"] < -MAX_EXCESS_CONTRAST and not row["called"]
+    assert summary.n_rejected_excess >= 1 and "blob" in summary.line()
+    for t in sim.truth.itertuples():
+        prow, pdist = _nearest(table, (t.y, t.x))
+        assert pdist <= 2 and prow["called"] and abs(prow["excess_contrast"]) < 4, prow
+    off, _ = call_particles(result, max_excess_contrast=None)
+    assert off.loc[row.name, "called"] and off["excess_contrast"].isna().all()
+    # the command line: the option and the CSV column
+    runner = CliRunner()
+    for option, called in (("auto", False), ("none", True)):
+        star = folder / f"p_{option}.star"
+        res = runner.invoke(app, ["peaks", str(folder / "run"), "-o", str(star), "--no-report",
+                                  "--max-excess-contrast", option])
+        assert res.exit_code == 0, res.output
+        csv = pd.read_csv(star.with_suffix(".csv"))
+        assert bool(csv.loc[np.hypot(csv["y"] - spot[0], csv["x"] - spot[1]).idxmin(),
+                            "called"]) is called
+    bad = runner.invoke(app, ["peaks", str(folder / "run"), "-o", str(folder / "b.star"),
+                              "--max-excess-contrast", "0"])
+    assert bad.exit_code != 0 and "--max-excess-contrast" in bad.output
+    # the search's inputs gone: the rule is skipped, and the summary says so
+    moved = tmp_path / "run"
+    shutil.copytree(folder / "run", moved)
+    (moved / "config.yaml").unlink()
+    _, gone = call_particles(load_results(moved), micrograph=sim.image)
+    assert "excess-contrast rule skipped" in gone.line() and gone.max_excess_contrast is None

@@ -52,6 +52,15 @@ def _peaks(
              "its median by more than this many robust sigmas (the CSV's contamination "
              "column); 'auto' (8, twice what a particle alone reaches) or 'none'. Reads the "
              "searched micrograph; skipped (and said) where it is no longer readable.")] = "auto",
+    max_excess_contrast: Annotated[str, typer.Option(
+        help="Reject candidates on particle-sized blobs: where the whitened micrograph's "
+             "contrast at the particle's scale (a Gaussian of a quarter diameter), less the "
+             "part the candidate's template explains, departs from the micrograph's median "
+             "by more than this many robust sigmas (the CSV's excess_contrast column); 'auto' "
+             "(6.75, chosen on the detection matrix: planted particles reach 4.1) or 'none'. "
+             "May also reject particles carrying much density the template lacks (a large "
+             "micelle or partner): check with 'none'. Reads the search's config.yaml and "
+             "its files; skipped (and said) where they are no longer readable.")] = "auto",
     pvalue_region: Annotated[str, typer.Option(
         help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
     pvalue_candidates: Annotated[str, typer.Option(
@@ -68,13 +77,18 @@ def _peaks(
 
     Every candidate gets every metric (SNR, z-score, flat-field SNR, -ln p, local mean and
     sigma, contamination, orientation specificity) as columns of the CSV; the STAR file holds
-    the particles called by --metric, less those near contamination (--max-contamination).
+    the particles called by --metric, less those near contamination (--max-contamination)
+    and those on particle-sized blobs (--max-excess-contrast).
     For a dataset folder: per-micrograph and combined STAR files (rlnMicrographName per
     particle, the optics of the input) and a dataset report (particles.html).
     """
     from difftm.io.atomic import atomic_output, output_unit
     from difftm.io.star import write_particles_star
-    from difftm.search.contamination import MAX_CONTAMINATION, searched_micrograph
+    from difftm.search.contamination import (
+        MAX_CONTAMINATION,
+        MAX_EXCESS_CONTRAST,
+        searched_micrograph,
+    )
     from difftm.search.particles import (
         MIN_SPECIFICITY,
         call_particles,
@@ -89,6 +103,8 @@ def _peaks(
                                minimum=-float("inf"))
     contamination = _rule_option(max_contamination, "--max-contamination", MAX_CONTAMINATION,
                                  minimum=0.0, positive=True)
+    excess = _rule_option(max_excess_contrast, "--max-excess-contrast", MAX_EXCESS_CONTRAST,
+                          minimum=0.0, positive=True)
     if pvalue_region not in ("q1", "q3"):
         raise ValueError(f"--pvalue-region must be q1 or q3, got {pvalue_region!r}")
     check_number("--n-false-positives", n_false_positives, 0.0, 1e9, low_open=True)
@@ -104,7 +120,7 @@ def _peaks(
             n_false_positives=n_false_positives, min_distance=distance, border=border,
             pvalue_region=pvalue_region, pvalue_candidates=pvalue_candidates, report=report,
             overwrite=overwrite, min_specificity=specificity,
-            max_contamination=contamination)
+            max_contamination=contamination, max_excess_contrast=excess)
         console.print(written.line(), highlight=False, soft_wrap=True)
         if written.html is not None:
             console.print(f"report: {written.html}", highlight=False, soft_wrap=True)
@@ -124,7 +140,8 @@ def _peaks(
         result, metric=metric, cutoff=cutoff, n_false_positives=n_false_positives,
         min_distance=distance, border=border, pvalue_region=pvalue_region,  # type: ignore[arg-type]
         pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
-        min_specificity=specificity, max_contamination=contamination, micrograph=image)
+        min_specificity=specificity, max_contamination=contamination, micrograph=image,
+        max_excess_contrast=excess)
     merit = {"pvalue": "neg_log_p", "gev": "zscore"}.get(metric, metric)
     optics, particles = particles_star_tables(
         table, result, micrograph_name=str(result.metadata.get("micrograph", "")),

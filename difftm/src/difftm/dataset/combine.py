@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from difftm.dataset.run import load_manifest
-from difftm.search.contamination import MAX_CONTAMINATION
+from difftm.search.contamination import MAX_CONTAMINATION, MAX_EXCESS_CONTRAST
 from difftm.search.particles import METRICS, MIN_SPECIFICITY
 
 __all__ = ["DatasetParticles", "dataset_particles"]
@@ -89,6 +89,7 @@ def dataset_particles(
     overwrite: bool = False,
     min_specificity: float | None = MIN_SPECIFICITY,
     max_contamination: float | None = MAX_CONTAMINATION,
+    max_excess_contrast: float | None = MAX_EXCESS_CONTRAST,
 ) -> DatasetParticles:
     """Call particles on every micrograph of a dataset folder and write the tables.
 
@@ -104,6 +105,7 @@ def dataset_particles(
         min_specificity: the orientation-specificity rule of
             :func:`difftm.search.particles.call_particles`.
         max_contamination: its contamination rule.
+        max_excess_contrast: its excess-contrast rule.
 
     Returns:
         The paths written and the per-micrograph table.
@@ -149,7 +151,8 @@ def dataset_particles(
                 n_false_positives=n_false_positives, min_distance=min_distance, border=border,
                 pvalue_region=pvalue_region,  # type: ignore[arg-type]
                 pvalue_candidates=pvalue_candidates,  # type: ignore[arg-type]
-                min_specificity=min_specificity, max_contamination=max_contamination)
+                min_specificity=min_specificity, max_contamination=max_contamination,
+                max_excess_contrast=max_excess_contrast)
             _, particles = particles_star_tables(table, res, micrograph_name=row["name"],
                                                  figure_of_merit=merit)
             particles["rlnOpticsGroup"] = np.full(len(particles), group, dtype=np.int64)

@@ -50,12 +50,13 @@ def search_figures(
         radius = 0.35 * float(result.metadata["box"])
         title = f"{len(called)} called (yellow)" + (
             f", {len(truth)} planted (cyan)" if truth is not None else "")
-        rejected = None
-        if call.excluded is not None:
-            rejected = table[table[f"called_{call.metric}"]
-                             & (table["contamination"] > call.max_contamination)]
-            title += (f"; {len(rejected)} rejected near contamination (red x, orange "
-                      "outline)") if len(rejected) else ""
+        # above the cutoff but rejected by a rule (contamination: orange outline; a blob;
+        # the optional specificity)
+        rejected = table[table[f"called_{call.metric}"] & ~table["called"]]
+        if len(rejected):
+            title += f"; {len(rejected)} rejected by the rules (red x)"
+        if call.excluded is not None and call.excluded.any():
+            title += "; contamination outlined (orange)"
         figs["detections"] = plot_micrograph_detections(
             image, called, folder / f"{prefix}detections.png", radius, truth=truth, title=title,
             excluded=call.excluded, rejected=rejected)

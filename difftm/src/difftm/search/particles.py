@@ -7,10 +7,11 @@ because a strong particle's correlation footprint has side maxima above the thre
 about half its diameter) and outside a border (the template half-box by default). For every
 candidate the table carries all metrics: 2DTM SNR, flat-field SNR, z-score, local mean and
 sigma, -ln p of the 2DTM p-value (fitted on all candidates, region q1 or q3) and the
-decisions of the erfc, GEV and p-value rules, the contamination statistic and the orientation
-specificity. The chosen metric's decision, less candidates near contamination
-(:mod:`difftm.search.contamination`, on by default) and, as an option, those below a minimum
-specificity, selects the rows written as particles.
+decisions of the erfc, GEV and p-value rules, the contamination statistic, the excess
+contrast (for candidates some metric calls) and the orientation specificity. The chosen
+metric's decision, less candidates near contamination and those on particle-sized blobs
+(:mod:`difftm.search.contamination`, both on by default) and, as an option, those below a
+minimum specificity, selects the rows written as particles.
 
 Why the SNR is the default: the z-score saturates on strong particles (at pixels a particle
 covers, many wrong orientations still correlate with it, so the per-pixel mean and sigma over
@@ -29,7 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from difftm.search.contamination import MAX_CONTAMINATION
+from difftm.search.contamination import MAX_CONTAMINATION, MAX_EXCESS_CONTRAST
 from difftm.search.results import SearchResult
 
 Metric = Literal["snr", "zscore", "pvalue", "gev"]
@@ -87,6 +88,8 @@ class CallSummary:
     n_rejected_specificity: int = 0
     max_contamination: float | None = None
     n_rejected_contamination: int = 0
+    max_excess_contrast: float | None = None
+    n_rejected_excess: int = 0
     note: str = ""
     n_final: int = 0
     #: (H, W) bool: where the contamination rule excludes calls (None: rule off or skipped)
@@ -99,6 +102,9 @@ class CallSummary:
         if self.max_contamination is not None:
             rules += (f"; near contamination (> {self.max_contamination:g}) rejected "
                       f"{self.n_rejected_contamination}")
+        if self.max_excess_contrast is not None:
+            rules += (f"; unexplained blob contrast (|z| > {self.max_excess_contrast:g}) "
+                      f"rejected {self.n_rejected_excess}")
         if self.min_specificity is not None:
             rules += (f"; specificity < {self.min_specificity:g} rejected "
                       f"{self.n_rejected_specificity}")
@@ -121,6 +127,8 @@ def call_particles(
     min_specificity: float | None = MIN_SPECIFICITY,
     max_contamination: float | None = MAX_CONTAMINATION,
     micrograph: np.ndarray | None = None,
+    max_excess_contrast: float | None = MAX_EXCESS_CONTRAST,
+    scorer: object | None = None,
 ) -> tuple[pd.DataFrame, CallSummary]:
     """Pick candidates, score them with every metric and call particles with one.
 
@@ -150,6 +158,17 @@ def call_particles(
             such rule. Needs the micrograph: ``micrograph``, else the file the search read
             (where it is no longer readable the rule is skipped and the summary says so).
         micrograph: the searched image (default: read from the search's metadata).
+        max_excess_contrast: a called particle must also have an excess contrast
+            (:func:`difftm.search.contamination.excess_contrast`: particle-scale contrast
+            of the whitened micrograph that its template does not explain) of at most this
+            in absolute value (default
+            :data:`~difftm.search.contamination.MAX_EXCESS_CONTRAST`); None: no such rule.
+            Computed for the candidates some metric calls (NaN for the others); needs the
+            search's inputs (``scorer``, else ``config.yaml`` of the search's folder and
+            the files it names; where they are gone the rule is skipped and the summary
+            says so).
+        scorer: :func:`difftm.search.contamination.searched_scorer` of the search, if the
+            caller has it.
 
     Returns:
         ``(table, summary)``: a plain-named table of all candidates with a boolean column
@@ -168,6 +187,10 @@ def call_particles(
                                               and max_contamination > 0):
         raise ValueError("maximum contamination must be a positive number, got "
                          f"{max_contamination}")
+    if max_excess_contrast is not None and not (np.isfinite(max_excess_contrast)
+                                                and max_excess_contrast > 0):
+        raise ValueError("maximum excess contrast must be a positive number, got "
+                         f"{max_excess_contrast}")
     md = result.metadata
     maps = result.maps
     if border is None:
@@ -237,6 +260,22 @@ def call_particles(
     table["called_gev"] = table["zscore"] >= thresholds["gev"]
     table["called_pvalue"] = table["neg_log_p"] >= thresholds["pvalue"]
     table["called"] = table[f"called_{metric}"]
+    table["excess_contrast"] = np.nan
+    excess_note = ""
+    if max_excess_contrast is not None:
+        from difftm.search.contamination import excess_contrast, searched_scorer
+
+        if scorer is None:
+            scorer = searched_scorer(getattr(result, "folder", None), maps["snr"].shape)
+        rows = table[[f"called_{m}" for m in METRICS]].any(axis=1).to_numpy()
+        if scorer is None:
+            excess_note = "excess-contrast rule skipped: search inputs not readable"
+        elif rows.any():
+            sub = table[rows]
+            table.loc[rows, "excess_contrast"] = excess_contrast(
+                scorer, valid, float(md.get("template_diameter_px") or md["box"]),
+                sub["y"].to_numpy(), sub["x"].to_numpy(), sub["snr"].to_numpy(),
+                sub[["rot", "tilt", "psi"]].to_numpy(), sub["defocus_offset"].to_numpy())
     rejected = 0
     if min_specificity is not None:
         specific = table["specificity"] >= min_specificity
@@ -247,6 +286,11 @@ def call_particles(
         clean = ~(table["contamination"] > max_contamination)
         rejected_contamination = int((table["called"] & ~clean).sum())
         table["called"] = table["called"] & clean
+    rejected_excess = 0
+    if max_excess_contrast is not None and not excess_note:
+        plain = ~(table["excess_contrast"].abs() > max_excess_contrast)
+        rejected_excess = int((table["called"] & ~plain).sum())
+        table["called"] = table["called"] & plain
     summary = CallSummary(
         metric=metric,
         cutoff=thresholds[metric],
@@ -257,7 +301,9 @@ def call_particles(
         n_rejected_specificity=rejected,
         max_contamination=None if contamination_note else max_contamination,
         n_rejected_contamination=rejected_contamination,
-        note=contamination_note,
+        max_excess_contrast=None if excess_note else max_excess_contrast,
+        n_rejected_excess=rejected_excess,
+        note="; ".join(n for n in (contamination_note, excess_note) if n),
         n_final=int(table["called"].sum()),
         excluded=excluded,
     )

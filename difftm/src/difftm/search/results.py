@@ -45,7 +45,7 @@ class SearchResult:
     maps: dict[str, np.ndarray]
     best_index: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: the output folder it was loaded from (None for a result made in this process)
+    #: the output folder it was loaded from or saved to by its search (None otherwise)
     folder: Path | None = None
 
     @property
