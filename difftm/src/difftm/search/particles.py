@@ -8,7 +8,7 @@ about half its diameter) and outside a border (the template half-box by default)
 candidate the table carries all metrics: 2DTM SNR, flat-field SNR, z-score, local mean and
 sigma, -ln p of the 2DTM p-value (fitted on all candidates, region q1 or q3) and the
 decisions of the erfc, GEV and p-value rules, the contamination statistic, the excess
-contrast (for candidates some metric calls) and the orientation specificity. The chosen
+contrast (for the candidates the chosen metric calls) and the orientation specificity. The chosen
 metric's decision, less candidates near contamination and those on particle-sized blobs
 (:mod:`difftm.search.contamination`, both on by default) and, as an option, those below a
 minimum specificity, selects the rows written as particles.
@@ -163,7 +163,7 @@ def call_particles(
             of the whitened micrograph that its template does not explain) of at most this
             in absolute value (default
             :data:`~difftm.search.contamination.MAX_EXCESS_CONTRAST`); None: no such rule.
-            Computed for the candidates some metric calls (NaN for the others); needs the
+            Computed for the candidates the chosen metric calls (NaN for the others); needs the
             search's inputs (``scorer``, else ``config.yaml`` of the search's folder and
             the files it names; where they are gone the rule is skipped and the summary
             says so).
@@ -265,12 +265,12 @@ def call_particles(
     if max_excess_contrast is not None:
         from difftm.search.contamination import excess_contrast, searched_scorer
 
-        if scorer is None:
+        rows = table["called"].to_numpy()  # the chosen metric's calls: what the rule judges
+        if scorer is None and rows.any():
             scorer = searched_scorer(getattr(result, "folder", None), maps["snr"].shape)
-        rows = table[[f"called_{m}" for m in METRICS]].any(axis=1).to_numpy()
-        if scorer is None:
-            excess_note = "excess-contrast rule skipped: search inputs not readable"
-        elif rows.any():
+            if scorer is None:
+                excess_note = "excess-contrast rule skipped: search inputs not readable"
+        if scorer is not None and rows.any():
             sub = table[rows]
             table.loc[rows, "excess_contrast"] = excess_contrast(
                 scorer, valid, float(md.get("template_diameter_px") or md["box"]),

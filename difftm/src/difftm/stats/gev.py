@@ -111,7 +111,8 @@ def _binned_neg_log_likelihood(
     c, loc, log_scale = params
     scale = math.exp(log_scale)
     h = _log_neg_log_cdf(edges, c, loc, scale)
-    cdf = np.exp(-np.exp(h))
+    with np.errstate(over="ignore"):  # exp(h) = inf gives the right limit, cdf = 0
+        cdf = np.exp(-np.exp(h))
     cdf[0] = 0.0  # the lowest bin extends to -inf: left-censored values and the first bin
     prob = np.diff(cdf)
     if np.any(prob[counts > 0] <= 0):
