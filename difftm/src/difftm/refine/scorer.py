@@ -24,8 +24,6 @@ score through this class.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -88,9 +86,6 @@ class ParticleScorer:
         p = self.size
         self.k = radial_frequency_2d((p, p), self.pixel_size, rfft=True, device=self.device,
                                      dtype=torch.float32)
-        ky = torch.fft.fftfreq(p, device=self.device, dtype=torch.float32)
-        kx = torch.fft.rfftfreq(p, device=self.device, dtype=torch.float32)
-        self._ky, self._kx = ky[:, None], kx[None, :]
 
     # -- building blocks -------------------------------------------------------------------
     def templates(self, rotations: torch.Tensor, defocus_offsets: torch.Tensor,
@@ -112,18 +107,23 @@ class ParticleScorer:
         p = self.size
         if magnification is not None:
             rotations = rotations * magnification.to(rotations)[:, None, None]
-        slices = padded_slices(self.projector.project(rotations), self.box, p)
+        slices = padded_slices(self.projector.project(rotations), self.box, p, shifts)
         dz = defocus_offsets.to(self.device, torch.float32)
         ctf = ctf_2d((p, p), self.pixel_size, self.defocus_u + dz, self.defocus_v + dz,
                      device=self.device, dtype=torch.float32, **self.ctf_params)
-        spec = slices * ctf * self.filter
-        if lowpass is not None:
-            spec = spec * torch.exp(-0.5 * (self.k / float(lowpass)) ** 2)
-        if shifts is not None:
-            sx = shifts[:, 0].to(torch.float32)[:, None, None]
-            sy = shifts[:, 1].to(torch.float32)[:, None, None]
-            spec = spec * torch.exp(-2j * math.pi * (self._kx * sx + self._ky * sy))
+        weight = ctf * self.filter  # real: applied to the real and imaginary parts alike,
+        if lowpass is not None:  # without promoting it to a complex array
+            weight = weight * self._lowpass(float(lowpass))
+        spec = torch.view_as_complex(torch.view_as_real(slices) * weight[..., None])
         return normalise_templates(torch.fft.irfft2(spec, s=(p, p)), self.n_pixels)
+
+    def _lowpass(self, lowpass: float) -> torch.Tensor:
+        """The Gaussian low-pass ``exp(-(k / lowpass)^2 / 2)`` on the template grid (cached:
+        a refinement schedule uses a few values many times)."""
+        cache = self.__dict__.setdefault("_lowpass_cache", {})
+        if lowpass not in cache:
+            cache[lowpass] = torch.exp(-0.5 * (self.k / lowpass) ** 2)
+        return cache[lowpass]
 
     def crops(self, centres: torch.Tensor) -> torch.Tensor:
         """Micrograph patches (B, P, P): ``patch[u] = i(p + u - c)`` for integer centres

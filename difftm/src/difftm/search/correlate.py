@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from difftm.fourier.padding import is_fast_size, next_fast_size, pad_to
+from difftm.fourier.padding import is_fast_size, next_fast_size
 from difftm.fourier.projector import FourierSliceProjector
 from difftm.physics.ctf import ctf_2d, delocalisation_distance
 from difftm.search.preprocess import PreparedMicrograph
@@ -91,13 +91,39 @@ def padded_template_size(
     return max(box, fits)
 
 
-def padded_slices(slices: torch.Tensor, box: int, size: int) -> torch.Tensor:
+def padded_slices(slices: torch.Tensor, box: int, size: int,
+                  shifts: torch.Tensor | None = None) -> torch.Tensor:
     """Central slices (B, D, D//2+1) as spectra (B, P, P//2+1) of the projections centred in a
-    P x P box (zero-padded in real space; unchanged when P == D)."""
-    if size == box:
+    P x P box (zero-padded in real space; unchanged when P == D and no shifts).
+
+    Args:
+        slices: the central slices.
+        box: D.
+        size: P >= D.
+        shifts: (B, 2) shifts (x, y) in pixels of the projections in the P x P box, applied
+            as phase ramps (sub-pixel shifts, differentiable), or None.
+    """
+    if size == box and shifts is None:
         return slices
+    # the rfft2 of the projection zero-padded to P x P (index P // 2 holding D // 2, as
+    # pad_to places it) as two 1-D transforms, of the D rows and then of the P // 2 + 1
+    # columns: the padding is implicit (n=P), the placement and the shifts are one phase
+    # ramp per axis (the x ramp on the D rows, before the second transform)
     proj = torch.fft.irfft2(slices, s=(box, box))
-    return torch.fft.rfft2(pad_to(proj, (size, size)))
+    # placement: exp(-2 pi i k o / P), o = P // 2 - D // 2, phases reduced exactly (float64)
+    idx = torch.arange(size, device=slices.device, dtype=torch.float64)
+    turns = torch.remainder(idx * (size // 2 - box // 2), size) / size
+    place = torch.polar(torch.ones_like(turns), -2.0 * math.pi * turns).to(torch.complex64)
+    ramp_x, ramp_y = place[: size // 2 + 1], place[:, None]
+    if shifts is not None:
+        k = torch.fft.fftfreq(size, device=slices.device, dtype=torch.float32)
+        kx = k[: size // 2 + 1].abs()  # rfft frequencies (an even P's Nyquist term: +0.5)
+        sx = shifts[:, 0].to(torch.float32)[:, None, None]
+        sy = shifts[:, 1].to(torch.float32)[:, None, None]
+        ramp_x = ramp_x * torch.exp(-2j * math.pi * kx * sx)
+        ramp_y = ramp_y * torch.exp(-2j * math.pi * k[:, None] * sy)
+    rows = torch.fft.rfft(proj, n=size, dim=-1) * ramp_x
+    return torch.fft.fft(rows, n=size, dim=-2) * ramp_y
 
 
 def normalise_templates(t: torch.Tensor, n_pixels: int) -> torch.Tensor:
