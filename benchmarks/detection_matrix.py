@@ -194,6 +194,43 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     return out, cand
 
 
+def _run_spec(spec: tuple) -> tuple[dict, pd.DataFrame]:
+    return run_cell(*spec)
+
+
+def _init_worker(threads: int | None) -> None:
+    torch.set_num_threads(threads or 1)
+
+
+def _run_specs(specs: list[tuple], jobs: int, threads: int | None,
+               candidates: Path | None) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Run the cells (in ``jobs`` processes of ``threads`` threads each, the largest targets
+    first); results in the order of ``specs`` whatever the order they finish in."""
+    results: dict[int, tuple[dict, pd.DataFrame]] = {}
+
+    def done(i: int, out: tuple[dict, pd.DataFrame]) -> None:
+        results[i] = out
+        _save_candidates(candidates, [results[j][1] for j in sorted(results)])
+        print(_cell_line(out[0]), flush=True)
+
+    if jobs <= 1:
+        for i, spec in enumerate(specs):
+            done(i, run_cell(*spec))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        order = sorted(range(len(specs)), key=lambda i: -TARGETS.index(specs[i][0])
+                       if specs[i][0] in TARGETS else 0)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = {pool.submit(_run_spec, specs[i]): i for i in order}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    ordered = [results[i] for i in range(len(specs))]
+    return [c for c, _ in ordered], [t for _, t in ordered]
+
+
 def _cell_line(cell: dict) -> str:
     m = cell["metrics"]
     parts = []
@@ -323,7 +360,11 @@ def main() -> None:
                          "targets in turn)")
     ap.add_argument("--min-crop", type=int, default=512, help="smallest crop edge, px")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (per process with --jobs; default there: 1)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="cells searched at a time, each in its own process (e.g. 2 on a "
+                         "2-core machine); results do not depend on it")
     ap.add_argument("--json", type=Path, default=None, help="write every cell here")
     ap.add_argument("--candidates", type=Path, default=None,
                     help="write every cell's candidates (all scores, truth label) to this CSV")
@@ -349,12 +390,11 @@ def main() -> None:
               f"{summary['noise_fp_per_micrograph'].get(DEFAULT_RULE, float('nan')):.2f}")
         return
 
-    cells: list[dict] = []
-    tables = []
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="detmatrix_") as tmp:
         work = args.workdir or Path(tmp)
         reuse = args.workdir is not None
+        specs = []
         k = 0
         for target in args.targets:
             for px in args.pixel_sizes:
@@ -365,24 +405,16 @@ def main() -> None:
                             continue
                         if args.only_pixel_sizes and px not in args.only_pixel_sizes:
                             continue
-                        cell, cand = run_cell(target, px, fl, bg, args.seed + k - 1,
-                                              args.step, None, work, args.min_crop, reuse,
-                                              args.strategy, args.max_candidates)
-                        cells.append(cell)
-                        tables.append(cand)
-                        _save_candidates(args.candidates, tables)
-                        print(_cell_line(cell), flush=True)
+                        specs.append((target, px, fl, bg, args.seed + k - 1, args.step, None,
+                                      work, args.min_crop, reuse, args.strategy,
+                                      args.max_candidates))
         for px in args.only_pixel_sizes or args.pixel_sizes:
             for bg in args.only or args.backgrounds:
                 for j in range(args.noise):
-                    cell, cand = run_cell(args.targets[j % len(args.targets)], px, 40.0, bg,
-                                          1000 + args.seed + j, args.step, 0, work,
-                                          args.min_crop, reuse, args.strategy,
-                                          args.max_candidates)
-                    cells.append(cell)
-                    tables.append(cand)
-                    _save_candidates(args.candidates, tables)
-                    print(_cell_line(cell), flush=True)
+                    specs.append((args.targets[j % len(args.targets)], px, 40.0, bg,
+                                  1000 + args.seed + j, args.step, 0, work, args.min_crop,
+                                  reuse, args.strategy, args.max_candidates))
+        cells, tables = _run_specs(specs, args.jobs, args.threads, args.candidates)
     summary = summarise(cells, DEFAULT_RULE)
     summary["seconds"] = time.perf_counter() - t_all
     summary["machine"] = f"{platform.machine()} x{torch.get_num_threads()} threads"
