@@ -86,6 +86,7 @@ class ParticleScorer:
         p = self.size
         self.k = radial_frequency_2d((p, p), self.pixel_size, rfft=True, device=self.device,
                                      dtype=torch.float32)
+        self._lowpass_cache: dict[float, torch.Tensor] = {}
 
     # -- building blocks -------------------------------------------------------------------
     def templates(self, rotations: torch.Tensor, defocus_offsets: torch.Tensor,
@@ -120,10 +121,9 @@ class ParticleScorer:
     def _lowpass(self, lowpass: float) -> torch.Tensor:
         """The Gaussian low-pass ``exp(-(k / lowpass)^2 / 2)`` on the template grid (cached:
         a refinement schedule uses a few values many times)."""
-        cache = self.__dict__.setdefault("_lowpass_cache", {})
-        if lowpass not in cache:
-            cache[lowpass] = torch.exp(-0.5 * (self.k / lowpass) ** 2)
-        return cache[lowpass]
+        if lowpass not in self._lowpass_cache:
+            self._lowpass_cache[lowpass] = torch.exp(-0.5 * (self.k / lowpass) ** 2)
+        return self._lowpass_cache[lowpass]
 
     def crops(self, centres: torch.Tensor) -> torch.Tensor:
         """Micrograph patches (B, P, P): ``patch[u] = i(p + u - c)`` for integer centres
