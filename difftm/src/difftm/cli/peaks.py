@@ -58,8 +58,9 @@ def _peaks(
              "part the candidate's template explains, departs from the micrograph's median "
              "by more than this many robust sigmas (the CSV's excess_contrast column); 'auto' "
              "(6.75, chosen on the detection matrix: planted particles reach 4.1) or 'none'. "
-             "May also reject particles carrying much density the template lacks (a large "
-             "micelle or partner): check with 'none'. Reads the search's config.yaml and "
+             "May also reject particles carrying much more density than the template at "
+             "their scale (a partner as large as the particle; a model micelle as dense as "
+             "the protein is kept): check with 'none'. Reads the search's config.yaml and "
              "its files; skipped (and said) where they are no longer readable.")] = "auto",
     pvalue_region: Annotated[str, typer.Option(
         help="p-value region: q1 (both SNR and z-score positive) or q3 (either).")] = "q1",
