@@ -1,4 +1,4 @@
-"""Contamination and carbon edges: where a micrograph's local mean departs from its own.
+"""Background features that are not particles: contamination, carbon edges, dark blobs.
 
 Ice contamination, carbon edges and aggregates are much larger and darker (or brighter)
 than a particle. Whitening cannot flatten them (it equalises the average spectrum, not a
@@ -41,7 +41,7 @@ BLOB_SIGMA_DIAMETERS = 0.25
 #: Default largest ``|excess contrast|`` of a called particle (robust sigmas): chosen on the
 #: detection matrix (leave-one-target-out folds, docs/STATISTICS.md section 6); planted
 #: particles off contamination reached at most 4.1 there.
-MAX_EXCESS_CONTRAST: float | None = 6.75
+MAX_EXCESS_CONTRAST = 6.75
 
 
 def contamination_map(image: np.ndarray, diameter_px: float) -> np.ndarray:
