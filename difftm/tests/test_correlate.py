@@ -123,3 +123,28 @@ def test_edge_taper_removes_the_wrap_around_step_of_a_real_micrograph(tmp_path):
         stats[taper] = (border.max(), interior.max())
     assert stats[0][0] > 1.5 * stats[0][1], stats  # the step dominates without the taper
     assert stats[None][0] < 1.15 * stats[None][1], stats  # and is gone with it
+
+
+@pytest.mark.parametrize(("box", "size"), [(56, 350), (57, 351), (56, 351), (57, 350), (40, 40)])
+def test_padded_slices_equal_a_real_space_pad_and_an_explicit_shift(box, size):
+    """The padded spectra (two 1-D transforms, phase ramps) against the definition: the
+    projection zero-padded in real space with index P // 2 holding D // 2 (pad_to), its
+    rfft2, and a sub-pixel shift as the 2-D phase ramp exp(-2 pi i (kx sx + ky sy))."""
+    import math
+
+    from difftm.fourier.padding import pad_to
+    from difftm.search.correlate import padded_slices
+
+    gen = torch.Generator().manual_seed(box + size)
+    proj = torch.randn(3, box, box, generator=gen)
+    slices = torch.fft.rfft2(proj)
+    shifts = torch.tensor([[0.0, 0.0], [0.3, -1.7], [-2.5, 0.45]])
+    ref = torch.fft.rfft2(pad_to(proj, (size, size)))
+    kx = torch.fft.rfftfreq(size)[None, None, :]
+    ky = torch.fft.fftfreq(size)[None, :, None]
+    ref_shifted = ref * torch.exp(-2j * math.pi * (kx * shifts[:, 0, None, None]
+                                                   + ky * shifts[:, 1, None, None]))
+    scale = float(ref.abs().max())
+    assert float((padded_slices(slices, box, size) - ref).abs().max()) < 1e-5 * scale
+    got = padded_slices(slices, box, size, shifts)
+    assert float((got - ref_shifted).abs().max()) < 1e-5 * scale
