@@ -262,7 +262,6 @@ def _run_search_locked(
     result.metadata.update(run_metadata(cfg, torch.get_num_threads()))
     check_still_ours(out, fingerprint)
     result.save(out)
-    result.folder = out.resolve()
     write_summary(out, result.metadata)
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return result

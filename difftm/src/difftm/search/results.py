@@ -45,7 +45,7 @@ class SearchResult:
     maps: dict[str, np.ndarray]
     best_index: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: the output folder it was loaded from or saved to by its search (None otherwise)
+    #: the output folder it was loaded from or saved to (None otherwise)
     folder: Path | None = None
 
     @property
@@ -62,7 +62,8 @@ class SearchResult:
         return mask
 
     def save(self, folder: Path) -> None:
-        """Write the bundle and one MRC per map into ``folder`` (atomic per file)."""
+        """Write the bundle and one MRC per map into ``folder`` (atomic per file); the
+        result then knows its folder (:attr:`folder`)."""
         from difftm.io.mrc import write_mrc
 
         folder = Path(folder)
@@ -73,6 +74,7 @@ class SearchResult:
         payload["best_index"] = self.best_index
         payload["metadata"] = np.array(json.dumps(self.metadata))
         atomic_save(folder / BUNDLE_NAME, lambda fh: np.savez_compressed(fh, **payload))
+        self.folder = folder.resolve()
 
 
 def result_fingerprint(folder: Path) -> str | None:
