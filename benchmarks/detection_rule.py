@@ -35,7 +35,6 @@ RULES = {
     "specificity": ("specificity", "min", np.round(np.arange(-2.0, 10.001, 0.25), 2)),
     "excess": ("excess_contrast", "max_abs", np.round(np.arange(2.0, 15.001, 0.25), 2)),
 }
-K_GRID = RULES["specificity"][2]
 
 
 def cell_name(cell: dict) -> str:

@@ -47,11 +47,29 @@ SUPPRESSION_DIAMETERS = 0.7
 MIN_SPECIFICITY: float | None = None
 
 
-def default_min_distance(result: SearchResult) -> float:
-    """Suppression radius (px) for a search: 0.7 template diameters (metadata of the run;
-    runs made before it was recorded use the template box)."""
+def template_diameter_px(result: SearchResult) -> float:
+    """The template's diameter in pixels recorded by a search (runs made before it was
+    recorded: the template box)."""
     md = result.metadata
-    return SUPPRESSION_DIAMETERS * float(md.get("template_diameter_px") or md["box"])
+    return float(md.get("template_diameter_px") or md["box"])
+
+
+def default_min_distance(result: SearchResult) -> float:
+    """Suppression radius (px) for a search: 0.7 template diameters."""
+    return SUPPRESSION_DIAMETERS * template_diameter_px(result)
+
+
+def _check_limit(value: float | None, what: str) -> None:
+    """A rule's limit must be None (rule off) or a positive finite number (one line)."""
+    if value is not None and not (np.isfinite(value) and value > 0):
+        raise ValueError(f"maximum {what} must be a positive number, got {value}")
+
+
+def _keep_only(table: pd.DataFrame, keep: pd.Series) -> int:
+    """Uncall the called rows outside ``keep``; how many were uncalled."""
+    rejected = int((table["called"] & ~keep).sum())
+    table["called"] = table["called"] & keep
+    return rejected
 
 
 def orientation_specificity(zscore_map: np.ndarray, valid: np.ndarray,
@@ -183,19 +201,14 @@ def call_particles(
         raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if min_specificity is not None and not np.isfinite(min_specificity):
         raise ValueError(f"minimum specificity must be a finite number, got {min_specificity}")
-    if max_contamination is not None and not (np.isfinite(max_contamination)
-                                              and max_contamination > 0):
-        raise ValueError("maximum contamination must be a positive number, got "
-                         f"{max_contamination}")
-    if max_excess_contrast is not None and not (np.isfinite(max_excess_contrast)
-                                                and max_excess_contrast > 0):
-        raise ValueError("maximum excess contrast must be a positive number, got "
-                         f"{max_excess_contrast}")
+    _check_limit(max_contamination, "contamination")
+    _check_limit(max_excess_contrast, "excess contrast")
     md = result.metadata
     maps = result.maps
     if border is None:
         border = int(md["border_low"])
     valid = result.valid_mask()
+    diameter = template_diameter_px(result)
     n_pix = int(md["valid_pixels"])
     n_search = int(md["n_search"])
     t_erfc = erfc_threshold(n_pix, n_search, n_false_positives)
@@ -217,11 +230,11 @@ def call_particles(
         from difftm.search.contamination import contamination_map, searched_micrograph
 
         image = micrograph if micrograph is not None else searched_micrograph(
-            md, maps["snr"].shape, getattr(result, "folder", None))
+            md, maps["snr"].shape, result.folder)
         if image is None:
             contamination_note = "contamination rule skipped: micrograph not readable"
         else:
-            cmap = contamination_map(image, float(md.get("template_diameter_px") or md["box"]))
+            cmap = contamination_map(image, diameter)
             table["contamination"] = cmap[y, x]
             excluded = cmap > max_contamination
     px = float(md["pixel_size"])
@@ -267,30 +280,24 @@ def call_particles(
 
         rows = table["called"].to_numpy()  # the chosen metric's calls: what the rule judges
         if scorer is None and rows.any():
-            scorer = searched_scorer(getattr(result, "folder", None), maps["snr"].shape)
+            scorer = searched_scorer(result.folder, maps["snr"].shape)
             if scorer is None:
                 excess_note = "excess-contrast rule skipped: search inputs not readable"
         if scorer is not None and rows.any():
             sub = table[rows]
             table.loc[rows, "excess_contrast"] = excess_contrast(
-                scorer, valid, float(md.get("template_diameter_px") or md["box"]),
+                scorer, valid, diameter,
                 sub["y"].to_numpy(), sub["x"].to_numpy(), sub["snr"].to_numpy(),
                 sub[["rot", "tilt", "psi"]].to_numpy(), sub["defocus_offset"].to_numpy())
-    rejected = 0
+    rejected = rejected_contamination = rejected_excess = 0
     if min_specificity is not None:
-        specific = table["specificity"] >= min_specificity
-        rejected = int((table["called"] & ~specific).sum())
-        table["called"] = table["called"] & specific
-    rejected_contamination = 0
+        rejected = _keep_only(table, table["specificity"] >= min_specificity)
     if max_contamination is not None and not contamination_note:
-        clean = ~(table["contamination"] > max_contamination)
-        rejected_contamination = int((table["called"] & ~clean).sum())
-        table["called"] = table["called"] & clean
-    rejected_excess = 0
+        rejected_contamination = _keep_only(
+            table, ~(table["contamination"] > max_contamination))
     if max_excess_contrast is not None and not excess_note:
-        plain = ~(table["excess_contrast"].abs() > max_excess_contrast)
-        rejected_excess = int((table["called"] & ~plain).sum())
-        table["called"] = table["called"] & plain
+        rejected_excess = _keep_only(table, ~(table["excess_contrast"].abs()
+                                              > max_excess_contrast))
     summary = CallSummary(
         metric=metric,
         cutoff=thresholds[metric],
