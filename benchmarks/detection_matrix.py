@@ -3,12 +3,17 @@
 Each cell plants copies of one target into a micrograph crop with the faithful simulator
 (exact projections of the atoms, solvent displaced, per-particle CTF in a padded box,
 Poisson counts at the cell's fluence; optionally the real micrograph
-``Ucsf_stack_1142_DW.mrc`` as background texture at the shot-noise level), searches it over
-the whole orientation space with a coarse grid and a low-pass matched to the grid's
-covering radius (as a fast first pass would), and calls particles with every metric of
-``difftm peaks`` at its default threshold and suppression radius (one expected false
-positive per micrograph). Noise-only crops (same settings, no particles) give each metric's
-false positives per micrograph.
+``Ucsf_stack_1142_DW.mrc`` as background texture at the shot-noise level), searches it the
+way ``difftm search --strategy accelerated`` does (by default with the product's coarse grid;
+``--step`` sets another; ``--strategy exhaustive`` calls a low-passed coarse grid's maps
+directly), and calls particles with every metric of ``difftm peaks`` at its default
+threshold and suppression radius (one expected false positive per micrograph). Noise-only
+crops (same settings, no particles) give each metric's false positives per micrograph.
+
+Each planted particle is also scored at its exact pose through the search's own scorer (its
+"true-pose SNR"): a particle whose true-pose SNR is below the erfc threshold is beyond what
+any search of this configuration can call (column "detectable" counts the others), so a
+miss below it is the detection limit and a miss above it is the search's.
 
 Cells: targets (``--targets``, files in ../shared/data/pdb) x pixel sizes x fluences x
 backgrounds. A detection matches a true particle within max(2 px, 0.1 template diameters).
@@ -113,28 +118,40 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     if not (reuse and mic.exists() and tpl.exists()):
         write_mrc(mic, sim.image, pixel_size, overwrite=True)
         write_mrc(tpl, vol.numpy(), pixel_size, overwrite=True)
-    lowpass = grid_matched_lowpass(0.5 * diameter * pixel_size, step, pixel_size)
+    lowpass = (grid_matched_lowpass(0.5 * diameter * pixel_size, step, pixel_size)
+               if step else None)
     if strategy == "exhaustive":
         cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / "search",
                            pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
                            out_of_plane_step=step, in_plane_step=step, lowpass=lowpass,
                            device="cpu", overwrite=not reuse)
     else:  # the coarse grid as the first pass, candidates refined at full resolution
-        name = f"accelerated_max{max_candidates}" if max_candidates else "accelerated"
+        # without --step: the product's coarse grid and low-pass (difftm search defaults)
+        name = ("accelerated" + ("" if step else "_product")
+                + (f"_max{max_candidates}" if max_candidates else ""))
+        coarse = ({"coarse_out_of_plane_step": step, "coarse_in_plane_step": step,
+                   "coarse_lowpass": lowpass} if step else {})
         cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / name,
                            pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
-                           strategy="accelerated", coarse_out_of_plane_step=step,
-                           coarse_in_plane_step=step, coarse_lowpass=lowpass,
-                           device="cpu", overwrite=not reuse,
+                           strategy="accelerated", device="cpu", overwrite=not reuse,
+                           **coarse,
                            **({"max_candidates": max_candidates} if max_candidates else {}))
     t0 = time.perf_counter()
     result = run_search(cfg)
     t_search = time.perf_counter() - t0
+    summary_file = result.folder / "search_summary.json"
+    if reuse and summary_file.is_file():  # a reloaded search: the time it took when it ran
+        t_search = json.loads(summary_file.read_text()).get("timings", {}).get("seconds",
+                                                                                t_search)
     match = max(2.0, 0.1 * diameter)
+    acc = result.metadata.get("accelerated", {})
     out = {"target": target, "pixel_size": pixel_size, "fluence": fluence,
            "background": background, "seed": seed, "n_particles": n_particles,
-           "crop": size, "box": box, "diameter_px": diameter, "lowpass": lowpass,
-           "step": step, "strategy": strategy, "n_orientations": result.metadata["n_orientations"],
+           "crop": size, "box": box, "diameter_px": diameter,
+           "lowpass": acc.get("coarse_lowpass", lowpass),
+           "step": acc.get("coarse_out_of_plane_step", step), "strategy": strategy,
+           "n_candidates": acc.get("n_candidates"),
+           "n_orientations": result.metadata["n_orientations"],
            "seconds_simulate": t_sim, "seconds_search": t_search, "metrics": {}}
     # every metric on its own (no specificity rule), then the product's default call
     rules = {m: {"metric": m, "min_specificity": None, "max_contamination": None,
@@ -175,10 +192,17 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     truth_snr = [float(snr_map[np.hypot(yy - t.y, xx - t.x) <= match].max())
                  for t in sim.truth.itertuples()]
     out["median_snr_at_truth"] = float(np.median(truth_snr)) if truth_snr else None
-    # each planted particle's position, best score and contamination statistic
-    out["truth"] = [[float(t.y), float(t.x), s, float(cmap[int(t.y), int(t.x)])]
-                    for t, s in zip(sim.truth.itertuples(), truth_snr, strict=True)]
+    # what the search's statistics would give each particle at its exact pose and defocus:
+    # whether a miss is the detection limit or the search
+    pose_snr = true_pose_snr(result.folder, sim.truth, defocus, sim.image.shape)
     table, summary = calls[DEFAULT_RULE]
+    out["threshold"] = float(summary.thresholds["snr"])
+    out["median_snr_true_pose"] = float(np.median(pose_snr)) if len(pose_snr) else None
+    out["n_detectable"] = int((pose_snr >= out["threshold"]).sum())
+    # each planted particle's position, best score, contamination statistic, true-pose SNR
+    out["truth"] = [[float(t.y), float(t.x), s, float(cmap[int(t.y), int(t.x)]), float(p)]
+                    for t, s, p in zip(sim.truth.itertuples(), truth_snr, pose_snr,
+                                       strict=True)]
     cand = table.drop(columns=[c for c in table.columns if c.startswith("called")])
     cand = cand.reset_index(drop=True)
     cand["true"] = False
@@ -192,6 +216,25 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     cand["n_search"] = result.metadata["n_search"]
     cand["valid_pixels"] = result.metadata["valid_pixels"]
     return out, cand
+
+
+def true_pose_snr(folder: Path, truth: pd.DataFrame, defocus: float,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Each planted particle's score at its exact pose, centre pixel and mean defocus
+    through the search's scorer (same preparation, filters and projector as the search; the
+    exhaustive search's value at that pose): (n,) float64."""
+    from difftm.geometry.euler import euler_to_matrix
+    from difftm.search.contamination import searched_scorer
+
+    if not len(truth):
+        return np.zeros(0)
+    scorer = searched_scorer(folder, shape, projector_oversampling=None)
+    rot = euler_to_matrix(torch.tensor(truth[["rot", "tilt", "psi"]].to_numpy(float)))
+    centres = torch.as_tensor(truth[["x", "y"]].to_numpy().astype(np.int64))
+    dz = 0.5 * (truth["defocus_u"].to_numpy() + truth["defocus_v"].to_numpy()) - defocus
+    with torch.no_grad():
+        score = scorer.score(centres, rot.float(), None, torch.as_tensor(dz, dtype=torch.float32))
+    return score.double().numpy()
 
 
 def _run_spec(spec: tuple) -> tuple[dict, pd.DataFrame]:
@@ -240,7 +283,9 @@ def _cell_line(cell: dict) -> str:
         else:
             parts.append(f"{name} fp {v['false_positives']}")
     snr = cell.get("median_snr_at_truth")
-    snr_txt = f"snr@truth {snr:.1f} " if snr is not None else ""
+    pose = cell.get("median_snr_true_pose")
+    snr_txt = (f"snr true pose {pose:.1f} ({cell['n_detectable']} detectable), found {snr:.1f} "
+               if snr is not None else "")
     return (f"{cell['target']:<12} {cell['pixel_size']:.1f} A/px {cell['fluence']:>3.0f} e/A2 "
             f"{cell['background']:<5} n={cell['n_particles']} {snr_txt}| " + ", ".join(parts)
             + f" | {cell['seconds_search']:.0f} s")
@@ -252,9 +297,10 @@ def markdown_tables(cells: list[dict]) -> str:
     from difftm.search.particles import METRICS
 
     names = [*METRICS, DEFAULT_RULE]
-    head = ("| target | A/px | e/A^2 | background | n (clean) | SNR at truth | "
+    head = ("| target | A/px | e/A^2 | background | n (clean) | SNR at true pose | "
+            "detectable | SNR found | "
             + " | ".join(f"{m} P/R" for m in names) + " | default P/R, clean area | s |")
-    lines = [head, "|" + "---|" * (len(names) + 8)]
+    lines = [head, "|" + "---|" * (len(names) + 10)]
     for c in cells:
         if not c["n_particles"]:
             continue
@@ -266,10 +312,14 @@ def markdown_tables(cells: list[dict]) -> str:
         d = c["metrics"][DEFAULT_RULE]
         clean = (f"{d['clean_precision']:.2f}/{d['clean_recall']:.2f}"
                  if c.get("n_clean") else "-")
-        snr = c.get("median_snr_at_truth")
+        pose = c.get("median_snr_true_pose")
+        found = c.get("median_snr_at_truth")
         lines.append(f"| {c['target'].split('.')[0]} | {c['pixel_size']:.1f} | "
                      f"{c['fluence']:.0f} | {c['background']} | {c['n_particles']} "
-                     f"({c.get('n_clean', '-')}) | {snr:.1f} | " + " | ".join(parts)
+                     f"({c.get('n_clean', '-')}) | "
+                     + (f"{pose:.1f} | {c['n_detectable']} | " if pose is not None
+                        else "- | - | ")
+                     + f"{found:.1f} | " + " | ".join(parts)
                      + f" | {clean} | {c['seconds_search']:.0f} |")
     noise = [c for c in cells if not c["n_particles"]]
     if noise:
@@ -348,8 +398,11 @@ def main() -> None:
     ap.add_argument("--max-candidates", type=int, default=None,
                     help="accelerated: refine at most this many candidates per crop (the "
                          "strongest coarse maxima; default: the product's)")
-    ap.add_argument("--step", type=float, default=15.0,
-                    help="grid step, degrees (of the coarse pass with --strategy accelerated)")
+    ap.add_argument("--step", type=float, default=None,
+                    help="grid step, degrees: of the coarse pass with --strategy accelerated "
+                         "(default: the product's coarse grid and low-pass, `difftm search "
+                         "--strategy accelerated`), of the low-passed grid with exhaustive "
+                         "(default 15)")
     ap.add_argument("--strategy", choices=["accelerated", "exhaustive"], default="accelerated",
                     help="accelerated (default): the coarse grid is the first pass and every "
                          "candidate is refined at full resolution, so the calls see the scores "
@@ -390,6 +443,8 @@ def main() -> None:
               f"{summary['noise_fp_per_micrograph'].get(DEFAULT_RULE, float('nan')):.2f}")
         return
 
+    if args.strategy == "exhaustive" and args.step is None:
+        args.step = 15.0
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="detmatrix_") as tmp:
         work = args.workdir or Path(tmp)

@@ -113,12 +113,14 @@ def searched_micrograph(metadata: dict, shape: tuple[int, int],
     return data if data.shape == tuple(shape) else None
 
 
-def searched_scorer(folder: Path | None, shape: tuple[int, int]):
+def searched_scorer(folder: Path | None, shape: tuple[int, int],
+                    projector_oversampling: int | None = 1):
     """The scorer (:class:`difftm.refine.scorer.ParticleScorer`, on the CPU) of the search
     whose output ``folder`` holds ``config.yaml``: the micrograph prepared exactly as the
-    search prepared it and the template's projector (oversampling 1: :func:`excess_contrast`
-    needs the templates' low frequencies only). None where the folder, its configuration,
-    the micrograph (with the maps' ``shape``) or the template is no longer readable."""
+    search prepared it and the template's projector (by default oversampling 1:
+    :func:`excess_contrast` needs the templates' low frequencies only; None: the search's
+    own). None where the folder, its configuration, the micrograph (with the maps'
+    ``shape``) or the template is no longer readable."""
     from difftm.refine.scorer import ParticleScorer
     from difftm.search.config import load_config
     from difftm.search.engine import _load_inputs, resolve_pixel_size
@@ -131,7 +133,9 @@ def searched_scorer(folder: Path | None, shape: tuple[int, int]):
                  for name in ("micrograph", "template")}
         if None in found.values():
             return None
-        cfg = resolve_pixel_size(cfg.model_copy(update={**found, "projector_oversampling": 1}))
+        if projector_oversampling is not None:
+            found["projector_oversampling"] = projector_oversampling
+        cfg = resolve_pixel_size(cfg.model_copy(update=found))
         image, volume = _load_inputs(cfg)
     except (OSError, ValueError):
         return None
