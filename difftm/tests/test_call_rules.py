@@ -288,3 +288,32 @@ def test_default_call_rejects_a_dark_blob_its_template_does_not_explain(blob_cas
     (moved / "config.yaml").unlink()
     _, gone = call_particles(load_results(moved), micrograph=sim.image)
     assert "excess-contrast rule skipped" in gone.line() and gone.max_excess_contrast is None
+
+
+def test_searched_scorer_reproduces_the_searchs_scores_with_its_own_projector(blob_case):
+    """``searched_scorer(..., projector_oversampling=None)`` (the detection matrix's true-pose
+    SNR) is the search's own statistic: at each planted particle's best pixel and recorded
+    pose it gives the map's SNR; the default (oversampling 1, enough for the excess-contrast
+    rule) gives a cruder projector."""
+    from difftm.geometry.euler import euler_to_matrix
+    from difftm.search.contamination import searched_scorer
+
+    sim, _, result, folder = blob_case
+    shape = result.maps["snr"].shape
+    own = searched_scorer(folder / "run", shape, projector_oversampling=None)
+    crude = searched_scorer(folder / "run", shape)
+    assert own.projector.oversampling == pytest.approx(2.0)
+    assert crude.projector.oversampling == pytest.approx(1.0)
+    ys, xs = [], []
+    for t in sim.truth.itertuples():
+        win = result.maps["snr"][t.y - 2:t.y + 3, t.x - 2:t.x + 3]
+        dy, dx = np.unravel_index(np.argmax(win), win.shape)
+        ys.append(t.y - 2 + dy)
+        xs.append(t.x - 2 + dx)
+    ys, xs = np.array(ys), np.array(xs)
+    angles = np.stack([result.maps[k][ys, xs] for k in ("rot", "tilt", "psi")], -1)
+    rot = euler_to_matrix(torch.tensor(angles, dtype=torch.float64)).float()
+    centres = torch.tensor(np.stack([xs, ys], -1))
+    with torch.no_grad():
+        score = own.score(centres, rot).double().numpy()
+    np.testing.assert_allclose(score, result.maps["snr"][ys, xs], rtol=2e-3)
