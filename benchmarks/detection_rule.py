@@ -216,7 +216,8 @@ def _figure(cand: pd.DataFrame, k: float, path: Path, rule: str = "specificity")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from difftm.search.contamination import MAX_CONTAMINATION
+    from difftm.search.contamination import MAX_CONTAMINATION, MAX_EXCESS_CONTRAST
+    from difftm.search.particles import MIN_SPECIFICITY
 
     column, kind, _ = RULES[rule]
     above = cand[cand["snr"] >= cand["erfc_threshold"]]
@@ -235,6 +236,9 @@ def _figure(cand: pd.DataFrame, k: float, path: Path, rule: str = "specificity")
                 ax.scatter(above.loc[mask, "snr"], value[mask], s=12, c=colour, alpha=0.7,
                            label=f"{label} ({int(mask.sum())})")
         ax.axhline(k, color="k", ls="--", lw=1, label=f"limit chosen on all cells: {k:g}")
+        default = {"specificity": MIN_SPECIFICITY, "excess": MAX_EXCESS_CONTRAST}[rule]
+        if default is not None and default != k:
+            ax.axhline(default, color="k", ls=":", lw=1, label=f"product default: {default:g}")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
