@@ -75,7 +75,8 @@ def real_background(image: np.ndarray, size: int, seed: int) -> np.ndarray:
 def run_cell(target: str, pixel_size: float, fluence: float, background: str, seed: int,
              step: float, n_particles: int | None, workdir: Path, min_crop: int,
              reuse: bool = False, strategy: str = "exhaustive",
-             max_candidates: int | None = None) -> tuple[dict, pd.DataFrame]:
+             max_candidates: int | None = None,
+             coarse_step: float | None = None) -> tuple[dict, pd.DataFrame]:
     """Simulate, search and score one cell.
 
     Returns a JSON-able dict and the cell's candidate table (every local maximum of the
@@ -127,10 +128,14 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
                            device="cpu", overwrite=not reuse)
     else:  # the coarse grid as the first pass, candidates refined at full resolution
         # without --step: the product's coarse grid and low-pass (difftm search defaults)
+        # with coarse_step: the product's coarse pass at another out-of-plane step (its
+        # in-plane step and low-pass follow as in `difftm search --coarse-step`)
         name = ("accelerated" + ("" if step else "_product")
+                + (f"_coarse{coarse_step:g}" if coarse_step and not step else "")
                 + (f"_max{max_candidates}" if max_candidates else ""))
         coarse = ({"coarse_out_of_plane_step": step, "coarse_in_plane_step": step,
-                   "coarse_lowpass": lowpass} if step else {})
+                   "coarse_lowpass": lowpass} if step else
+                  {"coarse_out_of_plane_step": coarse_step} if coarse_step else {})
         cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / name,
                            pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
                            strategy="accelerated", device="cpu", overwrite=not reuse,
@@ -403,6 +408,9 @@ def main() -> None:
                          "(default: the product's coarse grid and low-pass, `difftm search "
                          "--strategy accelerated`), of the low-passed grid with exhaustive "
                          "(default 15)")
+    ap.add_argument("--coarse-step", type=float, default=None,
+                    help="accelerated: the product's coarse pass with this out-of-plane step "
+                         "(as `difftm search --coarse-step`; ignored with --step)")
     ap.add_argument("--strategy", choices=["accelerated", "exhaustive"], default="accelerated",
                     help="accelerated (default): the coarse grid is the first pass and every "
                          "candidate is refined at full resolution, so the calls see the scores "
@@ -462,13 +470,14 @@ def main() -> None:
                             continue
                         specs.append((target, px, fl, bg, args.seed + k - 1, args.step, None,
                                       work, args.min_crop, reuse, args.strategy,
-                                      args.max_candidates))
+                                      args.max_candidates, args.coarse_step))
         for px in args.only_pixel_sizes or args.pixel_sizes:
             for bg in args.only or args.backgrounds:
                 for j in range(args.noise):
                     specs.append((args.targets[j % len(args.targets)], px, 40.0, bg,
                                   1000 + args.seed + j, args.step, 0, work, args.min_crop,
-                                  reuse, args.strategy, args.max_candidates))
+                                  reuse, args.strategy, args.max_candidates,
+                                  args.coarse_step))
         cells, tables = _run_specs(specs, args.jobs, args.threads, args.candidates)
     summary = summarise(cells, DEFAULT_RULE)
     summary["seconds"] = time.perf_counter() - t_all
