@@ -127,15 +127,17 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
                            out_of_plane_step=step, in_plane_step=step, lowpass=lowpass,
                            device="cpu", overwrite=not reuse)
     else:  # the coarse grid as the first pass, candidates refined at full resolution
-        # without --step: the product's coarse grid and low-pass (difftm search defaults)
-        # with coarse_step: the product's coarse pass at another out-of-plane step (its
-        # in-plane step and low-pass follow as in `difftm search --coarse-step`)
-        name = ("accelerated" + ("" if step else "_product")
-                + (f"_coarse{coarse_step:g}" if coarse_step and not step else "")
-                + (f"_max{max_candidates}" if max_candidates else ""))
-        coarse = ({"coarse_out_of_plane_step": step, "coarse_in_plane_step": step,
-                   "coarse_lowpass": lowpass} if step else
-                  {"coarse_out_of_plane_step": coarse_step} if coarse_step else {})
+        if step:  # the same step in and out of plane, low-pass matched to it
+            coarse = {"coarse_out_of_plane_step": step, "coarse_in_plane_step": step,
+                      "coarse_lowpass": lowpass}
+            tag = ""
+        elif coarse_step:  # the product's pass at another out-of-plane step (its in-plane
+            # step and low-pass follow as in `difftm search --coarse-step`)
+            coarse = {"coarse_out_of_plane_step": coarse_step}
+            tag = f"_product_coarse{coarse_step:g}"
+        else:  # the product's coarse grid and low-pass (difftm search defaults)
+            coarse, tag = {}, "_product"
+        name = "accelerated" + tag + (f"_max{max_candidates}" if max_candidates else "")
         cfg = SearchConfig(micrograph=mic, template=tpl, output=folder / name,
                            pixel_size=pixel_size, defocus_u=defocus, defocus_range=0.0,
                            strategy="accelerated", device="cpu", overwrite=not reuse,
@@ -144,10 +146,8 @@ def run_cell(target: str, pixel_size: float, fluence: float, background: str, se
     t0 = time.perf_counter()
     result = run_search(cfg)
     t_search = time.perf_counter() - t0
-    summary_file = result.folder / "search_summary.json"
-    if reuse and summary_file.is_file():  # a reloaded search: the time it took when it ran
-        t_search = json.loads(summary_file.read_text()).get("timings", {}).get("seconds",
-                                                                                t_search)
+    if reuse:  # a reloaded search: the time it took when it ran
+        t_search = result.metadata.get("timings", {}).get("seconds", t_search)
     match = max(2.0, 0.1 * diameter)
     acc = result.metadata.get("accelerated", {})
     out = {"target": target, "pixel_size": pixel_size, "fluence": fluence,

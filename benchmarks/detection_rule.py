@@ -73,6 +73,14 @@ def load(cells_paths: list[Path], candidate_paths: list[Path],
     return cand, best
 
 
+def product_limits() -> dict[str, float | None]:
+    """Each rule's limit in the product's default call (None: the rule is off)."""
+    from difftm.search.contamination import MAX_EXCESS_CONTRAST
+    from difftm.search.particles import MIN_SPECIFICITY
+
+    return {"specificity": MIN_SPECIFICITY, "excess": MAX_EXCESS_CONTRAST}
+
+
 def _passes(cand: pd.DataFrame, rule: str, k: float) -> pd.Series:
     column, kind, _ = RULES[rule]
     if kind == "min":
@@ -86,14 +94,12 @@ def evaluate(cand: pd.DataFrame, best: dict, k: float | None,
     the default call (SNR threshold, with ``contamination`` the contamination rule, and the
     product's default for every rule but ``rule``) with ``rule`` at limit ``k`` (None:
     without it)."""
-    from difftm.search.contamination import MAX_CONTAMINATION, MAX_EXCESS_CONTRAST
-    from difftm.search.particles import MIN_SPECIFICITY
+    from difftm.search.contamination import MAX_CONTAMINATION
 
     called = cand["snr"] >= cand["erfc_threshold"]
     if contamination and "contamination" in cand and MAX_CONTAMINATION is not None:
         called &= ~(cand["contamination"] > MAX_CONTAMINATION)
-    defaults = {"specificity": MIN_SPECIFICITY, "excess": MAX_EXCESS_CONTRAST}
-    for other, limit in defaults.items():
+    for other, limit in product_limits().items():
         if other != rule and limit is not None and RULES[other][0] in cand:
             called &= _passes(cand, other, limit)
     if k is not None:
@@ -216,8 +222,7 @@ def _figure(cand: pd.DataFrame, k: float, path: Path, rule: str = "specificity")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from difftm.search.contamination import MAX_CONTAMINATION, MAX_EXCESS_CONTRAST
-    from difftm.search.particles import MIN_SPECIFICITY
+    from difftm.search.contamination import MAX_CONTAMINATION
 
     column, kind, _ = RULES[rule]
     above = cand[cand["snr"] >= cand["erfc_threshold"]]
@@ -236,7 +241,7 @@ def _figure(cand: pd.DataFrame, k: float, path: Path, rule: str = "specificity")
                 ax.scatter(above.loc[mask, "snr"], value[mask], s=12, c=colour, alpha=0.7,
                            label=f"{label} ({int(mask.sum())})")
         ax.axhline(k, color="k", ls="--", lw=1, label=f"limit chosen on all cells: {k:g}")
-        default = {"specificity": MIN_SPECIFICITY, "excess": MAX_EXCESS_CONTRAST}[rule]
+        default = product_limits()[rule]
         if default is not None and default != k:
             ax.axhline(default, color="k", ls=":", lw=1, label=f"product default: {default:g}")
         ax.set_xscale("log")
